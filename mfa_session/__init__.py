@@ -1,0 +1,3 @@
+"""mfa-session: one MFA code, shared by every AWS tool."""
+
+__version__ = "0.1.0"

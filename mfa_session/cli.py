@@ -1,0 +1,244 @@
+"""The command line: parse, dispatch, print, exit. The only module that does."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from mfa_session import __version__, debug, environment
+from mfa_session.errors import MfaSessionError, UsageError
+
+TYPE_CHECKING = False  # typing itself costs ~10 ms to import on the cache-hit path
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+    from mfa_session.session import SessionRequest
+
+PROG = "mfa-session"
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Help text sized by $COLUMNS: argparse's own sizing imports shutil on every run."""
+
+    def __init__(self, prog: str) -> None:
+        try:
+            width = int(os.environ.get("COLUMNS", "100"))
+        except ValueError:
+            width = 100
+        super().__init__(prog, width=max(40, width) - 2)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors become our one-line error with exit status 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, hint=f"see '{self.prog} --help'")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or (for speed on the cache-hit path) one with just command ``only``."""
+    parser = _Parser(
+        prog=PROG,
+        description="One MFA code, shared by every AWS tool.",
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+    for name, add in _COMMANDS.items():
+        if only is None or only == name:
+            add(commands, common)
+    return parser
+
+
+def _add_credential_process(commands: argparse._SubParsersAction[_Parser], common: _Parser) -> None:
+    process = commands.add_parser(
+        "credential-process",
+        parents=[common],
+        help="print credential_process JSON for SDKs and the AWS CLI",
+        description="Print credential_process JSON (version 1) on stdout, from the cache "
+        "or a new MFA session.",
+    )
+    process.add_argument("--profile", required=True, help="the profile with the long-term keys")
+    _add_session_options(process)
+
+
+def _add_status(commands: argparse._SubParsersAction[_Parser], common: _Parser) -> None:
+    status = commands.add_parser("status", parents=[common], help="list cached sessions")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _add_clear(commands: argparse._SubParsersAction[_Parser], common: _Parser) -> None:
+    clear = commands.add_parser("clear", parents=[common], help="forget cached sessions")
+    which = clear.add_mutually_exclusive_group()
+    which.add_argument("--profile", help="forget this profile's sessions (default: AWS_PROFILE)")
+    which.add_argument("--all", action="store_true", help="forget every session")
+
+
+_COMMANDS = {
+    "credential-process": _add_credential_process,
+    "status": _add_status,
+    "clear": _add_clear,
+}
+
+
+def _add_session_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--duration", type=int, help="session seconds, 900-129600 (default 43200)")
+    parser.add_argument("--token-code", help="the MFA code, when you have it at hand")
+    parser.add_argument(
+        "--min-remaining",
+        type=int,
+        help="reuse a cached session only with more seconds left than this (default 900)",
+    )
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    environ = os.environ if environ is None else environ
+    show_traceback = "--debug" in (sys.argv[1:] if argv is None else argv)
+    try:
+        arguments = sys.argv[1:] if argv is None else list(argv)
+        only = arguments[0] if arguments and arguments[0] in _COMMANDS else None
+        args = build_parser(only).parse_args(arguments)
+        if args.debug:
+            debug.enable()
+        return _dispatch(args, environ)
+    except MfaSessionError as exc:
+        print(f"{PROG}: error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        if show_traceback:
+            raise
+        return exc.exit_status
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if show_traceback:
+            raise
+        print(f"{PROG}: error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
+        print("hint: re-run with --debug to see where", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    if args.command == "credential-process":
+        return _credential_process(args, environ)
+    if args.command == "status":
+        return _status(args, environ)
+    if args.command == "clear":
+        return _clear(args, environ)
+    raise UsageError(f"unknown command {args.command!r}")
+
+
+def _refuse_recursion(environ: Mapping[str, str]) -> None:
+    resolving = environ.get(environment.RESOLVING)
+    if resolving:
+        raise MfaSessionError(
+            f"mfa-session was started by the mfa_process of profile {resolving!r} "
+            "while it was getting a code: that would never end",
+            hint="make mfa_process print a code without calling an AWS tool that uses mfa-session",
+        )
+
+
+def _session_request(args: argparse.Namespace, profile: str) -> SessionRequest:
+    from mfa_session.config import parse_duration
+    from mfa_session.session import SessionRequest
+
+    duration = None if args.duration is None else parse_duration(args.duration, "--duration")
+    if args.min_remaining is not None and args.min_remaining < 0:
+        raise UsageError("--min-remaining must not be negative")
+    return SessionRequest(
+        profile=profile,
+        duration=duration,
+        token_code=args.token_code,
+        min_remaining=args.min_remaining,
+    )
+
+
+def _credential_process(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from mfa_session.session import get_session
+
+    _refuse_recursion(environ)
+    session = get_session(_session_request(args, args.profile), environ)
+    sys.stdout.write(json.dumps(session.credentials.process_json()) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+def default_profile(environ: Mapping[str, str]) -> str:
+    return environ.get("AWS_PROFILE") or environ.get("AWS_DEFAULT_PROFILE") or "default"
+
+
+def _status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from mfa_session.cache import SessionCache
+
+    rows = []
+    for entry in SessionCache.from_environ(environ).entries():
+        credentials = entry.credentials
+        rows.append(
+            {
+                "profile": entry.key.profile,
+                "role_arn": entry.key.role_arn,
+                "mfa_serial": entry.key.mfa_serial,
+                "expiration": credentials.expiration_iso,
+                "seconds_left": max(0, credentials.seconds_left()),
+            }
+        )
+    rows.sort(key=lambda row: (str(row["profile"]), str(row["role_arn"] or "")))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no cached sessions")
+        return 0
+    table = [("PROFILE", "ROLE", "EXPIRES (UTC)", "LEFT")]
+    for row in rows:
+        left = int(str(row["seconds_left"]))
+        table.append(
+            (
+                str(row["profile"]),
+                str(row["role_arn"] or "-"),
+                str(row["expiration"]),
+                format_left(left),
+            )
+        )
+    widths = [max(len(line[column]) for line in table) for column in range(4)]
+    for line in table:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )
+    return 0
+
+
+def format_left(seconds: int) -> str:
+    if seconds <= 0:
+        return "expired"
+    hours, minutes = divmod(seconds // 60, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m"
+
+
+def _clear(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from mfa_session.cache import SessionCache
+
+    cache = SessionCache.from_environ(environ)
+    profile = None if args.all else (args.profile or default_profile(environ))
+    removed = 0
+    for entry in cache.entries():
+        if profile is None or entry.key.profile == profile:
+            cache.remove(entry.key)
+            removed += 1
+    what = "every profile" if profile is None else f"profile {profile!r}"
+    print(f"cleared {removed} session{'s' if removed != 1 else ''} of {what}")
+    return 0

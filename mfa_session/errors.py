@@ -1,0 +1,40 @@
+"""The one exception family: every expected failure becomes one line and an exit status."""
+
+from __future__ import annotations
+
+
+class MfaSessionError(Exception):
+    """A failure the user can act on; ``cli.main`` prints it without a traceback."""
+
+    exit_status = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class ConfigError(MfaSessionError):
+    """The AWS config or credentials files do not describe a usable profile."""
+
+
+class CacheError(MfaSessionError):
+    """The cache folder is unsafe or unusable."""
+
+
+class CodeError(MfaSessionError):
+    """No valid MFA code could be obtained."""
+
+
+class StsError(MfaSessionError):
+    """STS refused or could not be reached."""
+
+
+class WrongCodeError(StsError):
+    """STS rejected the MFA code itself: a new code may succeed."""
+
+
+class UsageError(MfaSessionError):
+    """The command line is wrong (exit status 2, like argparse)."""
+
+    exit_status = 2

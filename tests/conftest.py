@@ -1,0 +1,173 @@
+"""Fixtures: every test gets a temporary HOME, ~/.aws files, cache folder and a
+strict STS emulator on loopback; nothing touches the real home or the network."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyotp
+import pytest
+
+from tests.sts_emulator import Device, StsEmulator, User
+
+BIN = Path(sys.executable).parent
+MFA_SESSION = str(BIN / "mfa-session")
+AWS_CLI = str(BIN / "aws")
+FILE_KEYRING = "keyrings.alt.file.PlaintextKeyring"
+NO_KEYRING = "keyring.backends.fail.Keyring"
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class AwsHome:
+    """A user's world: HOME, ~/.aws files, environment, and the STS they talk to."""
+
+    root: Path
+    emulator: StsEmulator
+    user: User
+    device: Device
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def config(self) -> Path:
+        return self.root / ".aws" / "config"
+
+    @property
+    def credentials(self) -> Path:
+        return self.root / ".aws" / "credentials"
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.env["MFA_SESSION_CACHE_DIR"])
+
+    def code(self, step_offset: int = 0) -> str:
+        """The device's code for the current 30 s step (or a neighbour)."""
+        return str(pyotp.TOTP(self.device.seed).at(time.time() + 30 * step_offset))
+
+    def write_config(self, text: str) -> None:
+        self.config.write_text(text)
+
+    def add_config(self, text: str) -> None:
+        with self.config.open("a") as handle:
+            handle.write(text)
+
+    def run(
+        self,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        input: str | None = None,
+        timeout: float = 90,
+        new_session: bool = True,
+    ) -> Result:
+        """Run mfa-session as a user would; new_session=True means no controlling terminal."""
+        return self.run_command(
+            [MFA_SESSION, *args], env=env, input=input, timeout=timeout, new_session=new_session
+        )
+
+    def run_command(
+        self,
+        argv: list[str],
+        env: Mapping[str, str] | None = None,
+        input: str | None = None,
+        timeout: float = 90,
+        new_session: bool = True,
+    ) -> Result:
+        completed = subprocess.run(
+            argv,
+            env={**self.env, **(env or {})},
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            start_new_session=new_session,
+            cwd=self.root,
+            check=False,
+        )
+        return Result(completed.returncode, completed.stdout, completed.stderr)
+
+    def store_seed(self, seed: str | None = None, serial: str | None = None) -> None:
+        """Put a seed in the file keyring the way `totp set` would."""
+        self.env["PYTHON_KEYRING_BACKEND"] = FILE_KEYRING
+        script = (
+            "import keyring, sys; "
+            "keyring.set_password('mfa-session', sys.argv[1], sys.stdin.read())"
+        )
+        completed = subprocess.run(
+            [sys.executable, "-c", script, serial or self.device.serial],
+            input=seed or self.device.seed,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert completed.returncode == 0, completed.stderr
+
+    def gst_calls(self) -> list[object]:
+        return list(self.emulator.calls("GetSessionToken"))
+
+
+def clean_environment(home: Path) -> dict[str, str]:
+    keep = {"LANG", "LC_ALL", "TERM", "SYSTEMROOT", "TMPDIR"}
+    env = {key: value for key, value in os.environ.items() if key in keep}
+    env.update(
+        HOME=str(home),
+        PATH=f"{BIN}{os.pathsep}/usr/local/bin{os.pathsep}/usr/bin{os.pathsep}/bin",
+        XDG_CACHE_HOME=str(home / ".cache"),
+        XDG_DATA_HOME=str(home / ".local" / "share"),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        PYTHON_KEYRING_BACKEND=NO_KEYRING,
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    return env
+
+
+@pytest.fixture
+def emulator() -> Iterator[StsEmulator]:
+    with StsEmulator() as emu:
+        yield emu
+
+
+@pytest.fixture
+def aws(tmp_path: Path, emulator: StsEmulator, monkeypatch: pytest.MonkeyPatch) -> AwsHome:
+    """alice: an IAM user with static keys, a virtual MFA device and a region."""
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "MFA_SESSION_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    user = emulator.add_user("alice", account="123456789012")
+    device = emulator.add_mfa_device(user)
+    (tmp_path / ".aws").mkdir()
+    home = AwsHome(tmp_path, emulator, user, device, clean_environment(tmp_path))
+    home.env.update(
+        AWS_ENDPOINT_URL_STS=emulator.url,
+        MFA_SESSION_CACHE_DIR=str(tmp_path / "cache"),
+    )
+    home.credentials.write_text(
+        f"[alice]\naws_access_key_id = {user.access_key_id}\n"
+        f"aws_secret_access_key = {user.secret_access_key}\n"
+    )
+    home.write_config(
+        f"[profile alice]\nmfa_serial = {device.serial}\nregion = eu-west-1\n\n"
+        "[profile dev]\ncredential_process = mfa-session credential-process --profile alice\n"
+        "region = eu-west-1\n"
+    )
+    return home
+
+
+def wait_for_fresh_step(margin: float = 3.0) -> None:
+    """Sleep to the next 30 s TOTP boundary when the current step is nearly over."""
+    left = 30 - time.time() % 30
+    if left < margin:
+        time.sleep(left + 0.1)
