@@ -24,6 +24,7 @@ FORMAT = 1
 APP_NAME = "mfa-session"
 LOCK_TIMEOUT_SECONDS = 300.0
 _SESSION_PREFIX = "session-"
+_ALIAS_PREFIX = "alias-"
 
 
 class SessionKey:
@@ -55,8 +56,7 @@ class SessionKey:
         """A stable file name. Not a security boundary: the file's content is checked
         against the whole key, so a collision only costs a cache miss. zlib instead of
         hashlib saves the ~3 ms OpenSSL import on every cache hit."""
-        joined = "\0".join((str(FORMAT), *self._fields())).encode()
-        return f"{zlib.crc32(joined):08x}{zlib.adler32(joined):08x}"
+        return _digest("\0".join((str(FORMAT), *self._fields())))
 
 
 class CacheEntry:
@@ -143,6 +143,19 @@ class SessionCache:
         epoch = int(credentials.expiration.timestamp())
         atomic_write(self.expiry_path(key), f"{epoch}\t{key.profile}\t{key.role_arn or '-'}\n")
 
+    def note_alias(self, name: str, key: SessionKey, credentials: Credentials) -> None:
+        """Record, secret-free, that profile `name` uses this session, for the shell prompt."""
+        epoch = int(credentials.expiration.timestamp())
+        line = f"{epoch}\t{name}\t{key.role_arn or '-'}\t{key.digest()}\n"
+        path = self._path(f"{_ALIAS_PREFIX}{_digest(name)}.expiry")
+        try:
+            with open(path, encoding="utf-8") as handle:
+                if handle.read() == line:
+                    return  # the usual case on a cache hit: nothing to write
+        except (OSError, ValueError):
+            pass
+        atomic_write(path, line)
+
     def entries(self) -> list[CacheEntry]:
         found = []
         for name in sorted(os.listdir(self.root)):
@@ -153,7 +166,19 @@ class SessionCache:
         return found
 
     def remove(self, key: SessionKey) -> None:
-        for path in (self.session_path(key), self.expiry_path(key)):
+        """Forget a session, its expiry file and every alias pointing at it."""
+        paths = [self.session_path(key), self.expiry_path(key)]
+        digest = key.digest()
+        for name in os.listdir(self.root):
+            if name.startswith(_ALIAS_PREFIX) and name.endswith(".expiry"):
+                try:
+                    with open(self._path(name), encoding="utf-8") as handle:
+                        fields = handle.read().rstrip("\n").split("\t")
+                except (OSError, ValueError):
+                    continue
+                if fields[-1] == digest:
+                    paths.append(self._path(name))
+        for path in paths:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
@@ -162,7 +187,7 @@ class SessionCache:
         """Serialise everything that spends a code of this device, across processes."""
         import filelock  # miss path only
 
-        path = self._path(f"device-{_serial_digest(serial)}.lock")
+        path = self._path(f"device-{_digest(serial)}.lock")
         lock = filelock.FileLock(path, timeout=LOCK_TIMEOUT_SECONDS, mode=0o600)
         try:
             with lock:
@@ -174,7 +199,7 @@ class SessionCache:
             ) from None
 
     def last_accepted(self, serial: str) -> AcceptedCode | None:
-        document = _read_json(self._path(f"device-{_serial_digest(serial)}.json"))
+        document = _read_json(self._path(f"device-{_digest(serial)}.json"))
         if document is None or document.get("mfa_serial") != serial:
             return None
         step, digest = document.get("step"), document.get("code_digest")
@@ -188,7 +213,7 @@ class SessionCache:
             "step": accepted.step,
             "code_digest": accepted.code_digest,
         }
-        atomic_write(self._path(f"device-{_serial_digest(serial)}.json"), json.dumps(document))
+        atomic_write(self._path(f"device-{_digest(serial)}.json"), json.dumps(document))
 
 
 def ensure_private_dir(path: str) -> None:
@@ -232,8 +257,9 @@ def atomic_write(path: str, text: str) -> None:
         raise
 
 
-def _serial_digest(serial: str) -> str:
-    return f"{zlib.crc32(serial.encode()):08x}{zlib.adler32(serial.encode()):08x}"
+def _digest(text: str) -> str:
+    data = text.encode()
+    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
 
 
 def _read_json(path: str) -> dict[str, object] | None:

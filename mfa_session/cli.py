@@ -87,10 +87,55 @@ def _add_clear(commands: argparse._SubParsersAction[_Parser], common: _Parser) -
     which.add_argument("--all", action="store_true", help="forget every session")
 
 
+def _add_exec(commands: argparse._SubParsersAction[_Parser], common: _Parser) -> None:
+    run = commands.add_parser(
+        "exec",
+        parents=[common],
+        help="run a command with the session in its environment",
+        description="Run CMD with the session's keys in its environment (it replaces this "
+        "process); with no CMD, start $SHELL.",
+        usage=f"{PROG} exec [--profile P] [options] [--] [CMD [ARG ...]]",
+    )
+    run.add_argument("--profile", help="default: AWS_PROFILE, else MFA_SESSION_PROFILE")
+    _add_session_options(run)
+    run.add_argument("argv", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+
+def _add_export(commands: argparse._SubParsersAction[_Parser], common: _Parser) -> None:
+    from mfa_session.exports import FORMATS  # light: only the format names are needed here
+
+    export = commands.add_parser(
+        "export",
+        parents=[common],
+        help="print the session for eval, source or an env file",
+        description='Print the session as variables: eval "$(mfa-session export)".',
+    )
+    export.add_argument("--profile", help="default: AWS_PROFILE, else MFA_SESSION_PROFILE")
+    export.add_argument("--format", choices=FORMATS, default="sh", help="default: sh")
+    _add_session_options(export)
+
+
+def _add_init(commands: argparse._SubParsersAction[_Parser], common: _Parser) -> None:
+    init = commands.add_parser(
+        "init",
+        parents=[common],
+        help="print the shell integration (prompt segment, completion)",
+        description='Print the shell integration: eval "$(mfa-session init bash)", '
+        "or 'mfa-session init fish | source'.",
+    )
+    init.add_argument("shell", choices=("bash", "zsh", "fish"))
+    init.add_argument(
+        "--no-prompt", action="store_true", help="define mfa_session_prompt, leave the prompt be"
+    )
+
+
 _COMMANDS = {
     "credential-process": _add_credential_process,
+    "exec": _add_exec,
+    "export": _add_export,
     "status": _add_status,
     "clear": _add_clear,
+    "init": _add_init,
 }
 
 
@@ -139,6 +184,12 @@ def _dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return _status(args, environ)
     if args.command == "clear":
         return _clear(args, environ)
+    if args.command == "exec":
+        return _exec(args, environ)
+    if args.command == "export":
+        return _export(args, environ)
+    if args.command == "init":
+        return _init(args, environ)
     raise UsageError(f"unknown command {args.command!r}")
 
 
@@ -171,14 +222,56 @@ def _credential_process(args: argparse.Namespace, environ: Mapping[str, str]) ->
     from mfa_session.session import get_session
 
     _refuse_recursion(environ)
-    session = get_session(_session_request(args, args.profile), environ)
+    request = _session_request(args, args.profile)
+    session = get_session(request, environ, caller_profile=environ.get("AWS_PROFILE"))
     sys.stdout.write(json.dumps(session.credentials.process_json()) + "\n")
     sys.stdout.flush()
     return 0
 
 
 def default_profile(environ: Mapping[str, str]) -> str:
-    return environ.get("AWS_PROFILE") or environ.get("AWS_DEFAULT_PROFILE") or "default"
+    """AWS_PROFILE as the SDKs read it; inside `exec` (which removes it) the exec'd profile."""
+    return (
+        environ.get("AWS_PROFILE")
+        or environ.get(environment.PROFILE)
+        or environ.get("AWS_DEFAULT_PROFILE")
+        or "default"
+    )
+
+
+def _exec(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from mfa_session import execute
+    from mfa_session.session import get_session
+
+    _refuse_recursion(environ)
+    profile = args.profile or default_profile(environ)
+    execute.refuse_nesting(environ, profile)
+    command = list(args.argv)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    session = get_session(_session_request(args, profile), environ)
+    child_environment = execute.command_environment(environ, session)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return execute.run(command or execute.default_command(environ), child_environment)
+
+
+def _export(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from mfa_session import exports
+    from mfa_session.session import get_session
+
+    _refuse_recursion(environ)
+    profile = args.profile or default_profile(environ)
+    session = get_session(_session_request(args, profile), environ)
+    sys.stdout.write(exports.render(args.format, session))
+    return 0
+
+
+def _init(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from mfa_session.shells import init_script
+
+    sys.stdout.write(init_script(args.shell, environ, prompt=not args.no_prompt))
+    return 0
 
 
 def _status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

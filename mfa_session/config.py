@@ -153,6 +153,35 @@ class AwsFiles:
             )
         return Profile(name, dict(settings))
 
+    def follow_own_command(self, name: str) -> tuple[str, str | None]:
+        """Resolve a profile whose credential_process is mfa-session to the profile (and role)
+        it names, so that AWS_PROFILE=dev works for exec and export as it does for the SDKs."""
+        chain = [name]
+        role_arn: str | None = None
+        while True:
+            profile = self.profile(name)
+            command = profile.credential_process
+            if profile.static_keys() or not command or not is_own_command(command):
+                return name, role_arn
+            target, target_role = _own_command_target(command)
+            if target is None:
+                raise ConfigError(
+                    f"the credential_process of profile {name!r} runs mfa-session "
+                    "without --profile",
+                    hint="add --profile NAME-OF-THE-PROFILE-WITH-THE-KEYS to that line",
+                )
+            if target in chain:
+                loop = " -> ".join([*chain, target])
+                raise ConfigError(
+                    f"profile {name!r} gets its keys from mfa-session itself, which would "
+                    f"recurse: {loop}",
+                    hint="point --profile in that credential_process line at the profile "
+                    "with the long-term keys",
+                )
+            chain.append(target)
+            role_arn = role_arn or target_role
+            name = target
+
     def mfa_profile(self, name: str) -> MfaProfile:
         """The profile with the static keys and the MFA device, following source_profile."""
         profile = self.profile(name)
@@ -182,6 +211,24 @@ class AwsFiles:
                 f"[profile {profile.name}] in {self.config_path}",
             )
         return MfaProfile(profile, keys, serial)
+
+
+def _own_command_target(command: str) -> tuple[str | None, str | None]:
+    """The --profile and --role-arn of an mfa-session credential_process line."""
+    import shlex  # only for profiles that delegate to mfa-session
+
+    try:
+        words = shlex.split(command, posix=True)
+    except ValueError:
+        return None, None
+    found: dict[str, str] = {}
+    for index, word in enumerate(words):
+        for option in ("--profile", "--role-arn"):
+            if word == option and index + 1 < len(words):
+                found[option] = words[index + 1]
+            elif word.startswith(option + "="):
+                found[option] = word.split("=", 1)[1]
+    return found.get("--profile"), found.get("--role-arn")
 
 
 def _missing_keys_message(profile: Profile, credentials_path: str) -> tuple[str, str]:

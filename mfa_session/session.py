@@ -46,31 +46,65 @@ class Session:
         self.credentials = credentials
 
 
-def get_session(request: SessionRequest, environ: Mapping[str, str]) -> Session:
-    """A session with enough time left, from the cache when possible."""
+def get_session(
+    request: SessionRequest, environ: Mapping[str, str], caller_profile: str | None = None
+) -> Session:
+    """A session with enough time left, from the cache when possible.
+
+    caller_profile is the AWS_PROFILE of the SDK that ran us: when it names a profile
+    whose credential_process leads here, the shell prompt can find the session by it.
+    """
     files = AwsFiles(environ)
-    mfa = files.mfa_profile(request.profile)
-    region = files.profile(request.profile).region or mfa.profile.region
+    target, role_arn = files.follow_own_command(request.profile)
+    if role_arn is not None:
+        raise ConfigError(
+            f"profile {request.profile!r} asks for role {role_arn}; roles are not supported yet"
+        )
+    mfa = files.mfa_profile(target)
+    region = files.profile(request.profile).region or files.profile(target).region
+    region = region or mfa.profile.region
+    key = SessionKey(mfa.name, mfa.keys.access_key_id, mfa.mfa_serial)
+    cache = SessionCache.from_environ(environ)
+    credentials = _cached_or_new(request, mfa, key, cache, environ)
+
+    aliases = {request.profile, caller_profile} - {None, mfa.name}
+    for alias in sorted(name for name in aliases if name is not None):
+        if alias == request.profile or _leads_to(files, alias, (target, role_arn)):
+            cache.note_alias(alias, key, credentials)
+    return Session(request.profile, region, credentials)
+
+
+def _leads_to(files: AwsFiles, name: str, target: tuple[str, str | None]) -> bool:
+    try:
+        return files.follow_own_command(name) == target
+    except ConfigError:
+        return False
+
+
+def _cached_or_new(
+    request: SessionRequest,
+    mfa: MfaProfile,
+    key: SessionKey,
+    cache: SessionCache,
+    environ: Mapping[str, str],
+) -> Credentials:
     duration = request.duration or mfa.profile.session_duration() or DEFAULT_DURATION
     # A 15-minute session with a 15-minute margin would never be reused.
     min_remaining = min(_min_remaining(request, environ), duration // 2)
-    key = SessionKey(mfa.name, mfa.keys.access_key_id, mfa.mfa_serial)
-    cache = SessionCache.from_environ(environ)
-
     cached = cache.read(key)
     if cached is not None and cached.seconds_left() > min_remaining:
         debug("cache hit for profile %s: %d s left", mfa.name, cached.seconds_left())
-        return Session(request.profile, region, cached)
+        return cached
 
     with cache.device_lock(mfa.mfa_serial):
         # Another process may have prompted while we waited for the lock.
         cached = cache.read(key)
         if cached is not None and cached.seconds_left() > min_remaining:
             debug("a session for %s arrived while waiting for the lock", mfa.name)
-            return Session(request.profile, region, cached)
+            return cached
         credentials = _new_mfa_session(mfa, request, duration, cache, environ)
         cache.write(key, credentials)
-    return Session(request.profile, region, credentials)
+    return credentials
 
 
 def _min_remaining(request: SessionRequest, environ: Mapping[str, str]) -> int:

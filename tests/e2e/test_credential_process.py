@@ -126,9 +126,21 @@ def test_mfa_process_that_calls_mfa_session_fails_fast(aws: AwsHome) -> None:
     assert aws.gst_calls() == []
 
 
-def test_profile_whose_keys_come_from_mfa_session_is_refused(aws: AwsHome) -> None:
-    result = aws.run("credential-process", "--profile", "dev")
-    assert_clean_error(result, "recurse", "'dev'")
+def test_profile_that_delegates_to_mfa_session_is_followed(aws: AwsHome) -> None:
+    via_dev = assert_process_json(
+        aws.run("credential-process", "--profile", "dev", "--token-code", aws.code())
+    )
+    via_alice = assert_process_json(aws.run("credential-process", "--profile", "alice"))
+    assert via_dev == via_alice
+
+
+def test_delegation_loop_is_reported_as_recursion(aws: AwsHome) -> None:
+    aws.add_config(
+        "\n[profile a]\ncredential_process = mfa-session credential-process --profile b\n"
+        "[profile b]\ncredential_process = mfa-session credential-process --profile a\n"
+    )
+    result = aws.run("credential-process", "--profile", "a")
+    assert_clean_error(result, "recurse: a -> b -> a")
 
 
 def test_self_referencing_credential_process_profile_fails_fast_through_the_cli(
