@@ -129,6 +129,19 @@ def _add_init(commands: argparse._SubParsersAction[_Parser], common: _Parser) ->
     )
 
 
+def _add_doctor(commands: argparse._SubParsersAction[_Parser], common: _Parser) -> None:
+    doctor = commands.add_parser(
+        "doctor",
+        parents=[common],
+        help="check config, keys, code source, cache and clock",
+        description="Check what mfa-session needs and say how to fix what is wrong. "
+        "Exit status 0 when nothing failed.",
+    )
+    doctor.add_argument("--profile", help="check this profile (default: every MFA profile)")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.add_argument("--offline", action="store_true", help="skip the clock check with STS")
+
+
 _COMMANDS = {
     "credential-process": _add_credential_process,
     "exec": _add_exec,
@@ -136,11 +149,21 @@ _COMMANDS = {
     "status": _add_status,
     "clear": _add_clear,
     "init": _add_init,
+    "doctor": _add_doctor,
 }
 
 
 def _add_session_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--duration", type=int, help="session seconds, 900-129600 (default 43200)")
+    parser.add_argument(
+        "--duration",
+        help="seconds: of the MFA session (900-129600, default 43200), or with a role, of "
+        "the role session (900 up to the role's maximum, default 3600)",
+    )
+    parser.add_argument("--role-arn", help="assume this role with the MFA session")
+    parser.add_argument("--external-id", help="the ExternalId the role's trust policy wants")
+    parser.add_argument(
+        "--role-session-name", help="the role session's name (default: your IAM user name)"
+    )
     parser.add_argument("--token-code", help="the MFA code, when you have it at hand")
     parser.add_argument(
         "--min-remaining",
@@ -190,6 +213,8 @@ def _dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return _export(args, environ)
     if args.command == "init":
         return _init(args, environ)
+    if args.command == "doctor":
+        return _doctor(args, environ)
     raise UsageError(f"unknown command {args.command!r}")
 
 
@@ -215,6 +240,9 @@ def _session_request(args: argparse.Namespace, profile: str) -> SessionRequest:
         duration=duration,
         token_code=args.token_code,
         min_remaining=args.min_remaining,
+        role_arn=args.role_arn,
+        external_id=args.external_id,
+        role_session_name=args.role_session_name,
     )
 
 
@@ -335,3 +363,20 @@ def _clear(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     what = "every profile" if profile is None else f"profile {profile!r}"
     print(f"cleared {removed} session{'s' if removed != 1 else ''} of {what}")
     return 0
+
+
+def _doctor(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from mfa_session import doctor
+
+    findings = doctor.examine(environ, args.profile, online=not args.offline)
+    failed = any(finding.status == doctor.FAIL for finding in findings)
+    if args.json:
+        document = {"ok": not failed, "checks": [finding.as_dict() for finding in findings]}
+        print(json.dumps(document, indent=2))
+        return 1 if failed else 0
+    for finding in findings:
+        print(f"{finding.status.upper():<5} {finding.check}: {finding.message}")
+        if finding.fix and finding.status != doctor.OK:
+            print(f"      fix: {finding.fix}")
+    print("all good" if not failed else "some checks failed")
+    return 1 if failed else 0

@@ -140,31 +140,35 @@ class ProcessCode(CodeSource):
         return code
 
     def _run(self) -> str:
-        environ = dict(self.device.environ)
-        environ[environment.RESOLVING] = self.device.profile
-        try:
-            result = subprocess.run(  # noqa: S602 - the user's own command, as aws-vault runs it
-                self.command,
-                shell=True,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                env=environ,
-                timeout=_PROCESS_TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise CodeError(
-                f"mfa_process of profile {self.device.profile!r} ran over "
-                f"{_PROCESS_TIMEOUT} s without printing a code"
-            ) from None
-        if result.returncode != 0:
-            raise CodeError(
-                f"mfa_process of profile {self.device.profile!r} failed "
-                f"with exit status {result.returncode}",
-                hint="run the command by hand to see why",
-            )
-        output = result.stdout.decode(errors="replace").strip()
-        return require_six_digits(output, f"mfa_process of profile {self.device.profile!r}")
+        return run_mfa_process(self.command, self.device.profile, self.device.environ)
+
+
+def run_mfa_process(command: str, profile: str, environ: Mapping[str, str]) -> str:
+    """Run a profile's mfa_process with the recursion marker set; its stdout is the code."""
+    child_environment = dict(environ)
+    child_environment[environment.RESOLVING] = profile
+    try:
+        result = subprocess.run(  # noqa: S602 - the user's own command, as aws-vault runs it
+            command,
+            shell=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            env=child_environment,
+            timeout=_PROCESS_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise CodeError(
+            f"mfa_process of profile {profile!r} ran over {_PROCESS_TIMEOUT} s "
+            "without printing a code"
+        ) from None
+    if result.returncode != 0:
+        raise CodeError(
+            f"mfa_process of profile {profile!r} failed with exit status {result.returncode}",
+            hint="run the command by hand to see why",
+        )
+    output = result.stdout.decode(errors="replace").strip()
+    return require_six_digits(output, f"mfa_process of profile {profile!r}")
 
 
 class SeedCode(CodeSource):

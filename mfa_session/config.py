@@ -16,6 +16,9 @@ from mfa_session.errors import ConfigError
 MIN_DURATION = 900
 MAX_DURATION = 129_600
 DEFAULT_DURATION = 43_200
+MAX_ROLE_DURATION = 43_200
+DEFAULT_ROLE_DURATION = 3_600
+CHAINED_ROLE_LIMIT = 3_600  # AWS caps roles assumed with temporary credentials at 1 hour
 
 _OWN_COMMAND = r"(^|[\s/\\\"'])mfa[-_]session(\.exe)?([\s\"']|$)|-m\s+mfa_session\b"
 
@@ -101,16 +104,86 @@ class MfaProfile:
         return self.profile.name
 
 
+class RoleHop:
+    """One AssumeRole on the way to a profile's credentials, and who asked for it."""
+
+    __slots__ = ("duration", "external_id", "mfa_serial", "profile", "role_arn", "session_name")
+
+    def __init__(
+        self,
+        role_arn: str,
+        profile: str,
+        external_id: str | None = None,
+        session_name: str | None = None,
+        duration: int | None = None,
+        mfa_serial: str | None = None,
+    ) -> None:
+        self.role_arn = role_arn
+        self.profile = profile
+        self.external_id = external_id
+        self.session_name = session_name
+        self.duration = duration
+        self.mfa_serial = mfa_serial
+
+    def __repr__(self) -> str:
+        return f"RoleHop({self.role_arn!r}, profile={self.profile!r})"
+
+    @classmethod
+    def from_profile(cls, profile: Profile) -> RoleHop:
+        raw = profile.get("duration_seconds")
+        what = f"duration_seconds in profile {profile.name}"
+        return cls(
+            role_arn=profile.role_arn or "",
+            profile=profile.name,
+            external_id=profile.get("external_id"),
+            session_name=profile.get("role_session_name"),
+            duration=None if raw is None else parse_role_duration(raw, what),
+            mfa_serial=profile.mfa_serial,
+        )
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, str], profile: str) -> RoleHop:
+        raw = options.get("--duration")
+        what = f"--duration in the credential_process of profile {profile}"
+        return cls(
+            role_arn=options["--role-arn"],
+            profile=profile,
+            external_id=options.get("--external-id"),
+            session_name=options.get("--role-session-name"),
+            duration=None if raw is None else parse_role_duration(raw, what),
+        )
+
+
+class SessionPlan:
+    """The calls that make a profile's credentials: GetSessionToken with `mfa`, then `hops`."""
+
+    __slots__ = ("hops", "mfa", "notes")
+
+    def __init__(self, mfa: MfaProfile, hops: list[RoleHop], notes: list[str]) -> None:
+        self.mfa = mfa
+        self.hops = hops
+        self.notes = notes
+
+
 def parse_duration(raw: str | int, what: str) -> int:
     """Validate a GetSessionToken duration before STS sees it."""
+    return _seconds(raw, what, MIN_DURATION, MAX_DURATION, "43200 (12 hours) is the default")
+
+
+def parse_role_duration(raw: str | int, what: str) -> int:
+    """Validate an AssumeRole duration; the role's own maximum is checked by AWS."""
+    return _seconds(raw, what, MIN_DURATION, MAX_ROLE_DURATION, "3600 (1 hour) is the default")
+
+
+def _seconds(raw: str | int, what: str, low: int, high: int, default: str) -> int:
     try:
         seconds = int(raw)
     except ValueError:
         raise ConfigError(f"{what} must be a number of seconds, not {str(raw)!r}") from None
-    if not MIN_DURATION <= seconds <= MAX_DURATION:
+    if not low <= seconds <= high:
         raise ConfigError(
-            f"{what} must be between {MIN_DURATION} and {MAX_DURATION} seconds, not {seconds}",
-            hint="43200 (12 hours) is the default; 129600 (36 hours) is the most AWS allows",
+            f"{what} must be between {low} and {high} seconds, not {seconds}",
+            hint=f"{default}; {high} is the most AWS allows",
         )
     return seconds
 
@@ -153,48 +226,45 @@ class AwsFiles:
             )
         return Profile(name, dict(settings))
 
-    def follow_own_command(self, name: str) -> tuple[str, str | None]:
-        """Resolve a profile whose credential_process is mfa-session to the profile (and role)
-        it names, so that AWS_PROFILE=dev works for exec and export as it does for the SDKs."""
+    def plan(self, name: str) -> SessionPlan:
+        """How to make a profile's credentials: the keys and device for GetSessionToken,
+        then the roles to assume, following source_profile and profiles whose
+        credential_process is mfa-session itself, as the AWS SDKs would."""
+        hops: list[RoleHop] = []
+        notes: list[str] = []
         chain = [name]
-        role_arn: str | None = None
-        while True:
-            profile = self.profile(name)
-            command = profile.credential_process
-            if profile.static_keys() or not command or not is_own_command(command):
-                return name, role_arn
-            target, target_role = _own_command_target(command)
-            if target is None:
-                raise ConfigError(
-                    f"the credential_process of profile {name!r} runs mfa-session "
-                    "without --profile",
-                    hint="add --profile NAME-OF-THE-PROFILE-WITH-THE-KEYS to that line",
-                )
-            if target in chain:
-                loop = " -> ".join([*chain, target])
-                raise ConfigError(
-                    f"profile {name!r} gets its keys from mfa-session itself, which would "
-                    f"recurse: {loop}",
-                    hint="point --profile in that credential_process line at the profile "
-                    "with the long-term keys",
-                )
-            chain.append(target)
-            role_arn = role_arn or target_role
-            name = target
-
-    def mfa_profile(self, name: str) -> MfaProfile:
-        """The profile with the static keys and the MFA device, following source_profile."""
+        through_helper = False
         profile = self.profile(name)
-        chain = [name]
-        serial = profile.mfa_serial
-        while profile.static_keys() is None and profile.source_profile:
-            source = profile.source_profile
+        while True:
+            command = profile.credential_process
+            if profile.role_arn:
+                if command:
+                    notes.append(
+                        f"profile {profile.name!r} has both role_arn and credential_process: "
+                        "the AWS SDKs use role_arn and ignore credential_process"
+                    )
+                hops.insert(0, RoleHop.from_profile(profile))
+                source = self._source_of(profile)
+                if source == profile.name:
+                    break  # botocore lets a role profile be its own source of static keys
+            elif command and is_own_command(command):
+                target = _own_command_target(command)
+                source = target.get("--profile") or ""
+                if not source:
+                    raise ConfigError(
+                        f"the credential_process of profile {profile.name!r} runs mfa-session "
+                        "without --profile",
+                        hint="add --profile NAME-OF-THE-PROFILE-WITH-THE-KEYS to that line",
+                    )
+                if "--role-arn" in target:
+                    hops.insert(0, RoleHop.from_options(target, profile.name))
+                through_helper = True
+            else:
+                break
             if source in chain:
-                cycle = " -> ".join([*chain, source])
-                raise ConfigError(f"source_profile cycle: {cycle}")
+                raise _cycle_error([*chain, source], through_helper)
             chain.append(source)
-            profile = self.profile(source)
-            serial = serial or profile.mfa_serial
+            profile = self._source_profile(source, chain[-2])
         keys = profile.static_keys()
         if keys is None:
             raise ConfigError(*_missing_keys_message(profile, self.credentials_path))
@@ -203,32 +273,76 @@ class AwsFiles:
                 f"profile {profile.name!r} holds temporary credentials (aws_session_token)",
                 hint="mfa-session needs the IAM user's long-term access keys in that profile",
             )
-        serial = profile.mfa_serial or serial
+        serial = profile.mfa_serial or next((h.mfa_serial for h in hops if h.mfa_serial), None)
         if not serial:
             raise ConfigError(
                 f"profile {name!r} has no mfa_serial",
                 hint=f"add 'mfa_serial = arn:aws:iam::ACCOUNT:mfa/DEVICE' under "
                 f"[profile {profile.name}] in {self.config_path}",
             )
-        return MfaProfile(profile, keys, serial)
+        return SessionPlan(MfaProfile(profile, keys, serial), hops, notes)
+
+    def _source_of(self, profile: Profile) -> str:
+        source = profile.source_profile
+        if source:
+            return source
+        if profile.get("credential_source"):
+            raise ConfigError(
+                f"profile {profile.name!r} takes its keys from credential_source "
+                f"({profile.get('credential_source')}), which has no MFA device",
+                hint="use source_profile = the profile with your IAM user's keys",
+            )
+        raise ConfigError(
+            f"profile {profile.name!r} has role_arn but no source_profile",
+            hint="add source_profile = the profile with your IAM user's long-term keys",
+        )
+
+    def _source_profile(self, name: str, referrer: str) -> Profile:
+        if name not in self._profiles:
+            raise ConfigError(
+                f"profile {referrer!r} names source profile {name!r}, which does not exist",
+                hint=_known_profiles_hint(self.names()),
+            )
+        return self.profile(name)
 
 
-def _own_command_target(command: str) -> tuple[str | None, str | None]:
-    """The --profile and --role-arn of an mfa-session credential_process line."""
+def _cycle_error(chain: list[str], through_helper: bool) -> ConfigError:
+    loop = " -> ".join(chain)
+    if through_helper:
+        return ConfigError(
+            f"profile {chain[-2]!r} gets its keys from mfa-session itself, which would "
+            f"recurse: {loop}",
+            hint="point --profile in that credential_process line at the profile with the "
+            "long-term keys",
+        )
+    return ConfigError(f"source_profile cycle: {loop}")
+
+
+_DELEGATED_OPTIONS = (
+    "--profile",
+    "--role-arn",
+    "--external-id",
+    "--role-session-name",
+    "--duration",
+)
+
+
+def _own_command_target(command: str) -> dict[str, str]:
+    """The options of an mfa-session credential_process line that say what it serves."""
     import shlex  # only for profiles that delegate to mfa-session
 
     try:
         words = shlex.split(command, posix=True)
     except ValueError:
-        return None, None
+        return {}
     found: dict[str, str] = {}
     for index, word in enumerate(words):
-        for option in ("--profile", "--role-arn"):
+        for option in _DELEGATED_OPTIONS:
             if word == option and index + 1 < len(words):
                 found[option] = words[index + 1]
             elif word.startswith(option + "="):
                 found[option] = word.split("=", 1)[1]
-    return found.get("--profile"), found.get("--role-arn")
+    return found
 
 
 def _missing_keys_message(profile: Profile, credentials_path: str) -> tuple[str, str]:

@@ -1,18 +1,33 @@
 """The one use case: cached session, or lock, code, STS and cache.
 
-Everything heavy (botocore, keyring, pyotp, filelock) is imported only on a miss.
+A profile's credentials are a GetSessionToken session with MFA, then zero or more
+roles assumed from it; each level is cached on its own, so one MFA code serves
+every role. Everything heavy (botocore, keyring, pyotp, filelock) is imported only
+on a miss.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from mfa_session import environment
 from mfa_session.cache import SessionCache, SessionKey
-from mfa_session.config import DEFAULT_DURATION, AwsFiles, MfaProfile
+from mfa_session.config import (
+    CHAINED_ROLE_LIMIT,
+    DEFAULT_DURATION,
+    DEFAULT_ROLE_DURATION,
+    AwsFiles,
+    RoleHop,
+    SessionPlan,
+    parse_role_duration,
+)
 from mfa_session.credentials import Credentials
 from mfa_session.debug import debug
-from mfa_session.errors import ConfigError, WrongCodeError
+from mfa_session.errors import ConfigError, UsageError, WrongCodeError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from mfa_session.sts import Sts
 
 DEFAULT_MIN_REMAINING = 900  # botocore refreshes 15 minutes before expiry
 
@@ -20,7 +35,15 @@ DEFAULT_MIN_REMAINING = 900  # botocore refreshes 15 minutes before expiry
 class SessionRequest:
     """What the caller asked for; None means "from the profile or the default"."""
 
-    __slots__ = ("duration", "min_remaining", "profile", "token_code")
+    __slots__ = (
+        "duration",
+        "external_id",
+        "min_remaining",
+        "profile",
+        "role_arn",
+        "role_session_name",
+        "token_code",
+    )
 
     def __init__(
         self,
@@ -28,11 +51,17 @@ class SessionRequest:
         duration: int | None = None,
         token_code: str | None = None,
         min_remaining: int | None = None,
+        role_arn: str | None = None,
+        external_id: str | None = None,
+        role_session_name: str | None = None,
     ) -> None:
         self.profile = profile
         self.duration = duration
         self.token_code = token_code
         self.min_remaining = min_remaining
+        self.role_arn = role_arn
+        self.external_id = external_id
+        self.role_session_name = role_session_name
 
 
 class Session:
@@ -52,59 +81,190 @@ def get_session(
     """A session with enough time left, from the cache when possible.
 
     caller_profile is the AWS_PROFILE of the SDK that ran us: when it names a profile
-    whose credential_process leads here, the shell prompt can find the session by it.
+    that leads to the same session, the shell prompt can find the session by it.
     """
     files = AwsFiles(environ)
-    target, role_arn = files.follow_own_command(request.profile)
-    if role_arn is not None:
-        raise ConfigError(
-            f"profile {request.profile!r} asks for role {role_arn}; roles are not supported yet"
-        )
-    mfa = files.mfa_profile(target)
-    region = files.profile(request.profile).region or files.profile(target).region
-    region = region or mfa.profile.region
-    key = SessionKey(mfa.name, mfa.keys.access_key_id, mfa.mfa_serial)
-    cache = SessionCache.from_environ(environ)
-    credentials = _cached_or_new(request, mfa, key, cache, environ)
+    plan = files.plan(request.profile)
+    hops = _hops(plan, request)
+    builder = _Builder(plan, hops, request, environ, SessionCache.from_environ(environ))
+    credentials = builder.credentials(len(hops))
 
-    aliases = {request.profile, caller_profile} - {None, mfa.name}
-    for alias in sorted(name for name in aliases if name is not None):
-        if alias == request.profile or _leads_to(files, alias, (target, role_arn)):
-            cache.note_alias(alias, key, credentials)
+    region = files.profile(request.profile).region or plan.mfa.profile.region
+    signature = (plan.mfa.name, [hop.role_arn for hop in hops])
+    for alias in sorted({request.profile, caller_profile or ""} - {"", plan.mfa.name}):
+        if alias == request.profile or _signature(files, alias) == signature:
+            builder.cache.note_alias(alias, builder.keys[-1], credentials)
     return Session(request.profile, region, credentials)
 
 
-def _leads_to(files: AwsFiles, name: str, target: tuple[str, str | None]) -> bool:
+def _hops(plan: SessionPlan, request: SessionRequest) -> list[RoleHop]:
+    """The profile's roles, plus --role-arn on top; the role options apply to the last one."""
+    hops = list(plan.hops)
+    if request.role_arn:
+        hops.append(RoleHop(request.role_arn, "--role-arn"))
+    if not hops:
+        if request.external_id or request.role_session_name:
+            raise UsageError("--external-id and --role-session-name need a role (--role-arn)")
+        return hops
+    last = hops[-1]
+    duration = last.duration
+    if request.duration is not None:
+        duration = parse_role_duration(request.duration, "--duration for a role")
+    hops[-1] = RoleHop(
+        last.role_arn,
+        last.profile,
+        external_id=request.external_id or last.external_id,
+        session_name=request.role_session_name or last.session_name,
+        duration=duration,
+        mfa_serial=last.mfa_serial,
+    )
+    return hops
+
+
+def _signature(files: AwsFiles, name: str) -> tuple[str, list[str]] | None:
     try:
-        return files.follow_own_command(name) == target
+        plan = files.plan(name)
     except ConfigError:
-        return False
+        return None
+    return plan.mfa.name, [hop.role_arn for hop in plan.hops]
 
 
-def _cached_or_new(
-    request: SessionRequest,
-    mfa: MfaProfile,
-    key: SessionKey,
-    cache: SessionCache,
-    environ: Mapping[str, str],
-) -> Credentials:
-    duration = request.duration or mfa.profile.session_duration() or DEFAULT_DURATION
-    # A 15-minute session with a 15-minute margin would never be reused.
-    min_remaining = min(_min_remaining(request, environ), duration // 2)
-    cached = cache.read(key)
-    if cached is not None and cached.seconds_left() > min_remaining:
-        debug("cache hit for profile %s: %d s left", mfa.name, cached.seconds_left())
-        return cached
+class _Builder:
+    """Levels of one profile's credentials: 0 is the MFA session, n the n-th role."""
 
-    with cache.device_lock(mfa.mfa_serial):
-        # Another process may have prompted while we waited for the lock.
-        cached = cache.read(key)
+    def __init__(
+        self,
+        plan: SessionPlan,
+        hops: list[RoleHop],
+        request: SessionRequest,
+        environ: Mapping[str, str],
+        cache: SessionCache,
+    ) -> None:
+        self.plan, self.hops, self.request = plan, hops, request
+        self.environ, self.cache = environ, cache
+        mfa = plan.mfa
+        self.mfa_duration = (
+            (None if hops else request.duration)
+            or mfa.profile.session_duration()
+            or DEFAULT_DURATION
+        )
+        self.durations = [self.mfa_duration] + [
+            hop.duration or DEFAULT_ROLE_DURATION for hop in hops
+        ]
+        # A role longer than an hour cannot be chained from the MFA session: the first
+        # role then carries the MFA itself (AssumeRole with keys and a code), like the AWS CLI.
+        self.direct = [
+            (index == 0 and self.durations[1] > CHAINED_ROLE_LIMIT)
+            or bool(hop.mfa_serial and hop.mfa_serial != mfa.mfa_serial)
+            for index, hop in enumerate(hops)
+        ]
+        for index in range(1, len(hops)):
+            if self.durations[index + 1] > CHAINED_ROLE_LIMIT:
+                raise ConfigError(
+                    f"role {hops[index].role_arn} is assumed from another role's session, "
+                    "which AWS caps at 1 hour",
+                    hint="ask for 3600 seconds or less (duration_seconds / --duration)",
+                )
+        path: list[str] = []
+        self.keys = [SessionKey(mfa.name, mfa.keys.access_key_id, mfa.mfa_serial)]
+        for hop in hops:
+            path.append(hop.role_arn)
+            serial = hop.mfa_serial or mfa.mfa_serial
+            self.keys.append(SessionKey(mfa.name, mfa.keys.access_key_id, serial, " > ".join(path)))
+        self._sts: Sts | None = None
+
+    def credentials(self, level: int) -> Credentials:
+        key = self.keys[level]
+        min_remaining = min(_min_remaining(self.request, self.environ), self.durations[level] // 2)
+        cached = self.cache.read(key)
         if cached is not None and cached.seconds_left() > min_remaining:
-            debug("a session for %s arrived while waiting for the lock", mfa.name)
+            debug("cache hit for %s: %d s left", key.role_arn or key.profile, cached.seconds_left())
             return cached
-        credentials = _new_mfa_session(mfa, request, duration, cache, environ)
-        cache.write(key, credentials)
-    return credentials
+        via = None
+        if level > 0 and not self.direct[level - 1]:
+            via = self.credentials(level - 1)
+        for note in self.plan.notes:
+            debug("note: %s", note)
+        with self.cache.device_lock(key.mfa_serial):
+            # Another process may have done the work while we waited for the lock.
+            cached = self.cache.read(key)
+            if cached is not None and cached.seconds_left() > min_remaining:
+                return cached
+            fresh = self._make(level, via)
+            self.cache.write(key, fresh)
+        return fresh
+
+    def _make(self, level: int, via: Credentials | None) -> Credentials:
+        sts = self._client()
+        if level == 0:
+            duration = self.durations[0]
+            return self._with_code(
+                self.plan.mfa.mfa_serial, lambda code: sts.get_session_token(code, duration)
+            )
+        hop, duration = self.hops[level - 1], self.durations[level]
+        session_name = hop.session_name or _session_name(sts.user_name(via))
+        if not self.direct[level - 1]:
+            return sts.assume_role(hop, session_name, duration, via)
+        serial = hop.mfa_serial or self.plan.mfa.mfa_serial
+        note = None
+        if via is None and duration > CHAINED_ROLE_LIMIT:
+            note = (
+                "a role session over 1 hour cannot come from the MFA session (AWS caps role "
+                f"chaining at 1 hour): assuming {hop.role_arn} with its own MFA code"
+            )
+        return self._with_code(
+            serial,
+            lambda code: sts.assume_role(hop, session_name, duration, via, (serial, code)),
+            note,
+        )
+
+    def _client(self) -> Sts:
+        if self._sts is None:
+            from mfa_session.sts import Sts
+
+            self._sts = Sts(self.plan.mfa)
+        return self._sts
+
+    def _with_code(
+        self, serial: str, call: Callable[[str], Credentials], note: str | None = None
+    ) -> Credentials:
+        """Get a code for this device and make the call, retrying as the source allows."""
+        from mfa_session import codes
+
+        given, origin = self.request.token_code, "--token-code"
+        if given is None and self.environ.get(environment.TOKEN_CODE):
+            given, origin = self.environ[environment.TOKEN_CODE], environment.TOKEN_CODE
+        terminal = codes.Terminal.open()
+        name = self.plan.mfa.name
+        device = codes.DeviceContext(serial, name, self.cache, self.environ, terminal=terminal)
+        try:
+            if note:
+                device.tell(note)
+            mfa_process = self.plan.mfa.profile.mfa_process
+            source = codes.choose_source(device, given, origin, mfa_process)
+            debug("MFA code source for %s: %s", serial, source.label)
+            attempt = 0
+            while True:
+                code = source.next_code(attempt)
+                try:
+                    credentials = call(code)
+                except WrongCodeError:
+                    attempt += 1
+                    if attempt >= source.tries:
+                        raise
+                    source.after_rejection()
+                    continue
+                device.remember(code, source.step)
+                return credentials
+        finally:
+            if terminal is not None:
+                terminal.close()
+
+
+def _session_name(user_name: str) -> str:
+    """AWS allows 2-64 characters of [\\w+=,.@-] in a role session name."""
+    allowed = "".join(c if c.isalnum() or c in "_+=,.@-" else "-" for c in user_name)
+    return (allowed or "mfa-session").ljust(2, "-")[:64]
 
 
 def _min_remaining(request: SessionRequest, environ: Mapping[str, str]) -> int:
@@ -120,39 +280,3 @@ def _min_remaining(request: SessionRequest, environ: Mapping[str, str]) -> int:
     if seconds < 0:
         raise ConfigError(f"{environment.MIN_REMAINING} must not be negative")
     return seconds
-
-
-def _new_mfa_session(
-    mfa: MfaProfile,
-    request: SessionRequest,
-    duration: int,
-    cache: SessionCache,
-    environ: Mapping[str, str],
-) -> Credentials:
-    """Get a code and call GetSessionToken, retrying as the code source allows."""
-    from mfa_session import codes, sts
-
-    given, origin = request.token_code, "--token-code"
-    if given is None and environ.get(environment.TOKEN_CODE):
-        given, origin = environ[environment.TOKEN_CODE], environment.TOKEN_CODE
-    terminal = codes.Terminal.open()
-    device = codes.DeviceContext(mfa.mfa_serial, mfa.name, cache, environ, terminal=terminal)
-    try:
-        source = codes.choose_source(device, given, origin, mfa.profile.mfa_process)
-        debug("MFA code source for profile %s: %s", mfa.name, source.label)
-        attempt = 0
-        while True:
-            code = source.next_code(attempt)
-            try:
-                credentials = sts.get_session_token(mfa, code, duration)
-            except WrongCodeError:
-                attempt += 1
-                if attempt >= source.tries:
-                    raise
-                source.after_rejection()
-                continue
-            device.remember(code, source.step)
-            return credentials
-    finally:
-        if terminal is not None:
-            terminal.close()

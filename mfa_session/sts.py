@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mfa_session.config import MfaProfile
+from mfa_session.config import MfaProfile, RoleHop
 from mfa_session.credentials import Credentials
 from mfa_session.debug import debug
 from mfa_session.errors import StsError, WrongCodeError
@@ -18,37 +18,102 @@ if TYPE_CHECKING:
 _THROTTLING = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests"}
 
 
-def get_session_token(mfa: MfaProfile, code: str, duration: int) -> Credentials:
-    """GetSessionToken with the long-term keys and one MFA code."""
-    client = _client(mfa)
-    debug("GetSessionToken for profile %s, device %s, %d s", mfa.name, mfa.mfa_serial, duration)
-    try:
-        response = client.get_session_token(
-            DurationSeconds=duration, SerialNumber=mfa.mfa_serial, TokenCode=code
+class Sts:
+    """STS for one IAM user: calls signed with its long-term keys or a session of it."""
+
+    def __init__(self, mfa: MfaProfile) -> None:
+        self.mfa = mfa
+        self._clients: dict[str, BaseClient] = {}
+
+    def get_session_token(self, code: str, duration: int) -> Credentials:
+        """GetSessionToken with the long-term keys and one MFA code."""
+        mfa = self.mfa
+        debug("GetSessionToken for %s, device %s, %d s", mfa.name, mfa.mfa_serial, duration)
+        response = self._call(
+            None,
+            "get_session_token",
+            None,
+            DurationSeconds=duration,
+            SerialNumber=mfa.mfa_serial,
+            TokenCode=code,
         )
-    except Exception as exc:
-        translated = _translate(exc, mfa, client)
-        if translated is None:
-            raise
-        raise translated from exc
-    return _credentials(response["Credentials"])
+        return _credentials(response["Credentials"])
+
+    def assume_role(
+        self,
+        hop: RoleHop,
+        session_name: str,
+        duration: int,
+        via: Credentials | None,
+        mfa: tuple[str, str] | None = None,
+    ) -> Credentials:
+        """AssumeRole signed with `via` (a session) or, when None, the long-term keys;
+        `mfa` is (serial, code) when this call itself carries the MFA."""
+        arguments: dict[str, Any] = {
+            "RoleArn": hop.role_arn,
+            "RoleSessionName": session_name,
+            "DurationSeconds": duration,
+        }
+        if hop.external_id:
+            arguments["ExternalId"] = hop.external_id
+        if mfa is not None:
+            arguments["SerialNumber"], arguments["TokenCode"] = mfa
+        debug(
+            "AssumeRole %s as %s for %d s (MFA in call: %s)",
+            hop.role_arn,
+            session_name,
+            duration,
+            mfa is not None,
+        )
+        response = self._call(via, "assume_role", hop, **arguments)
+        return _credentials(response["Credentials"])
+
+    def user_name(self, via: Credentials | None) -> str:
+        """The IAM user's name, from GetCallerIdentity (e.g. for a role session name)."""
+        arn = str(self._call(via, "get_caller_identity", None)["Arn"])
+        return arn.rsplit("/", 1)[-1] if ":user/" in arn else arn.rsplit(":", 1)[-1]
+
+    def _call(
+        self, via: Credentials | None, operation: str, hop: RoleHop | None, **arguments: Any
+    ) -> dict[str, Any]:
+        client = self._client(via)
+        try:
+            response: dict[str, Any] = getattr(client, operation)(**arguments)
+        except Exception as exc:
+            translated = _translate(exc, self.mfa, client, hop)
+            if translated is None:
+                raise
+            raise translated from exc
+        return response
+
+    def _client(self, via: Credentials | None) -> BaseClient:
+        name = via.access_key_id if via is not None else ""
+        if name not in self._clients:
+            self._clients[name] = _new_client(self.mfa, via)
+        return self._clients[name]
 
 
-def _client(mfa: MfaProfile) -> BaseClient:
+def _new_client(mfa: MfaProfile, via: Credentials | None) -> BaseClient:
     import botocore.session
     from botocore.config import Config
 
+    # The profile with the keys: its region, endpoint_url, ca_bundle and retry settings.
     session = botocore.session.Session(profile=mfa.name)
     region = session.get_config_variable("region") or "us-east-1"
     options: dict[str, Any] = {"connect_timeout": 10}
     if not session.get_config_variable("retry_mode"):
         options["retries"] = {"mode": "standard"}
+    if via is None:
+        key_id, secret, token = mfa.keys.access_key_id, mfa.keys.secret_access_key, None
+    else:
+        key_id, secret, token = via.access_key_id, via.secret_access_key, via.session_token
     return session.create_client(
         "sts",
         region_name=region,
-        aws_access_key_id=mfa.keys.access_key_id,
-        aws_secret_access_key=mfa.keys.secret_access_key,
         config=Config(**options),
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+        aws_session_token=token,
     )
 
 
@@ -61,14 +126,17 @@ def _credentials(raw: dict[str, Any]) -> Credentials:
     )
 
 
-def _translate(exc: Exception, mfa: MfaProfile, client: BaseClient) -> StsError | None:
+def _translate(
+    exc: Exception, mfa: MfaProfile, client: BaseClient, hop: RoleHop | None
+) -> StsError | None:
     """One clear error for each way STS can say no; anything unknown passes through."""
     from botocore import exceptions as botocore_errors
 
     endpoint = client.meta.endpoint_url
     if isinstance(exc, botocore_errors.ClientError):
         error = exc.response.get("Error", {})
-        return _client_error(str(error.get("Code", "")), str(error.get("Message", "")), mfa)
+        code, message = str(error.get("Code", "")), str(error.get("Message", ""))
+        return _client_error(code, message, mfa, hop)
     if isinstance(exc, botocore_errors.SSLError):
         return StsError(
             f"TLS to STS at {endpoint} failed",
@@ -95,7 +163,7 @@ def _translate(exc: Exception, mfa: MfaProfile, client: BaseClient) -> StsError 
     return None
 
 
-def _client_error(code: str, message: str, mfa: MfaProfile) -> StsError:
+def _client_error(code: str, message: str, mfa: MfaProfile, hop: RoleHop | None) -> StsError:
     profile, serial = mfa.name, mfa.mfa_serial
     if code == "AccessDenied" and "MultiFactorAuthentication" in message:
         if "unable to validate" in message:
@@ -107,6 +175,10 @@ def _client_error(code: str, message: str, mfa: MfaProfile) -> StsError:
             f"STS rejected the MFA code for {serial}",
             hint="a code works once and for about a minute; check the device and this clock",
         )
+    if hop is not None:
+        role_error = _role_error(code, message, hop)
+        if role_error is not None:
+            return role_error
     if code == "InvalidClientTokenId":
         return StsError(
             f"AWS does not accept access key {mfa.keys.access_key_id} of profile {profile!r}: "
@@ -124,7 +196,10 @@ def _client_error(code: str, message: str, mfa: MfaProfile) -> StsError:
             hint="copy the secret again from when the key was created, or create a new key",
         )
     if code == "ExpiredToken":
-        return StsError(f"the credentials of profile {profile!r} have expired")
+        return StsError(
+            f"a cached session of profile {profile!r} has expired",
+            hint=f"run 'mfa-session clear --profile {profile}' and try again",
+        )
     if code in _THROTTLING:
         return StsError(
             "STS is throttling requests (still after retries)",
@@ -135,3 +210,26 @@ def _client_error(code: str, message: str, mfa: MfaProfile) -> StsError:
     if code == "AccessDenied":
         return StsError(f"STS denied the request for profile {profile!r}: {message}")
     return StsError(f"STS error {code}: {message}")
+
+
+def _role_error(code: str, message: str, hop: RoleHop) -> StsError | None:
+    role = hop.role_arn
+    if code == "AccessDenied" and "sts:AssumeRole" in message:
+        return StsError(
+            f"AWS denied assuming role {role}: it does not exist, its trust policy does not "
+            "allow this user (or needs MFA), or the external id is wrong",
+            hint=f"check role_arn and external_id for profile {hop.profile!r} and the role's "
+            "trust policy",
+        )
+    if code == "ValidationError" and "MaxSessionDuration" in message:
+        return StsError(
+            f"role {role} does not allow sessions that long (its MaxSessionDuration is less)",
+            hint="ask for less with --duration or duration_seconds, or raise the role's "
+            "maximum session duration in IAM",
+        )
+    if code == "ValidationError" and "role chaining" in message:
+        return StsError(
+            f"AWS caps role {role} at 1 hour when it is assumed from another session",
+            hint="ask for 3600 seconds or less",
+        )
+    return None

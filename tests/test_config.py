@@ -28,7 +28,7 @@ def test_profile_merges_config_and_credentials(tmp_path: Path) -> None:
     aws = files(
         tmp_path, "[profile alice]\nmfa_serial = arn:aws:iam::1:mfa/a\n", f"[alice]\n{KEYS}"
     )
-    mfa = aws.mfa_profile("alice")
+    mfa = aws.plan("alice").mfa
     assert mfa.mfa_serial == "arn:aws:iam::1:mfa/a"
     assert mfa.keys.access_key_id == "AKIAEXAMPLE"
     assert "s3cr3t" not in repr(mfa.keys) and "s3cr3t" not in repr(mfa.profile)
@@ -40,7 +40,7 @@ def test_default_section_and_credentials_win_for_keys(tmp_path: Path) -> None:
         "[default]\nmfa_serial = arn:x\naws_access_key_id = AKIAOLD\naws_secret_access_key = old\n",
         f"[default]\n{KEYS}",
     )
-    assert aws.mfa_profile("default").keys.access_key_id == "AKIAEXAMPLE"
+    assert aws.plan("default").mfa.keys.access_key_id == "AKIAEXAMPLE"
 
 
 def test_unknown_profile_lists_the_known_ones(tmp_path: Path) -> None:
@@ -75,14 +75,18 @@ def test_source_profile_supplies_keys_and_serial(tmp_path: Path) -> None:
         "role_arn = arn:aws:iam::2:role/R\n",
         f"[base]\n{KEYS}",
     )
-    mfa = aws.mfa_profile("role")
+    mfa = aws.plan("role").mfa
     assert (mfa.name, mfa.mfa_serial) == ("base", "arn:base")
 
 
 def test_source_profile_cycle_is_named(tmp_path: Path) -> None:
-    aws = files(tmp_path, "[profile a]\nsource_profile = b\n[profile b]\nsource_profile = a\n")
+    aws = files(
+        tmp_path,
+        "[profile a]\nrole_arn = arn:aws:iam::1:role/A\nsource_profile = b\n"
+        "[profile b]\nrole_arn = arn:aws:iam::1:role/B\nsource_profile = a\n",
+    )
     with pytest.raises(ConfigError, match="cycle: a -> b -> a"):
-        aws.mfa_profile("a")
+        aws.plan("a").mfa
 
 
 def test_own_credential_process_is_recursion(tmp_path: Path) -> None:
@@ -91,7 +95,7 @@ def test_own_credential_process_is_recursion(tmp_path: Path) -> None:
         "[profile dev]\ncredential_process = mfa-session credential-process --profile dev\n",
     )
     with pytest.raises(ConfigError, match="recurse"):
-        aws.mfa_profile("dev")
+        aws.plan("dev").mfa
 
 
 def test_temporary_keys_are_refused(tmp_path: Path) -> None:
@@ -99,7 +103,7 @@ def test_temporary_keys_are_refused(tmp_path: Path) -> None:
         tmp_path, "[profile a]\nmfa_serial = arn:x\n", f"[a]\n{KEYS}aws_session_token = abc\n"
     )
     with pytest.raises(ConfigError, match="temporary credentials"):
-        aws.mfa_profile("a")
+        aws.plan("a").mfa
 
 
 @pytest.mark.parametrize(
