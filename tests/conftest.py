@@ -54,7 +54,10 @@ class AwsHome:
 
     def code(self, step_offset: int = 0) -> str:
         """The device's code for the current 30 s step (or a neighbour)."""
-        return str(pyotp.TOTP(self.device.seed).at(time.time() + 30 * step_offset))
+        return self.code_for(self.device, step_offset)
+
+    def code_for(self, device: Device, step_offset: int = 0) -> str:
+        return str(pyotp.TOTP(device.seed).at(time.time() + 30 * step_offset))
 
     def write_config(self, text: str) -> None:
         self.config.write_text(text)

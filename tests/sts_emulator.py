@@ -1,10 +1,15 @@
-"""A strict AWS STS emulator that serves real HTTP on loopback.
+"""A strict AWS STS (and the MFA corner of IAM) emulator that serves real HTTP on loopback.
 
 Real botocore clients talk to it, so code under test goes through the same
 SigV4 signing, query-protocol serialisation and XML error parsing as against
 AWS. It is strict on purpose: it recomputes every signature, refuses a TOTP
 code it has accepted before and answers with AWS's own error codes and texts,
 because a lenient fake would hide exactly the bugs it exists to catch.
+
+STS: GetSessionToken, GetCallerIdentity and AssumeRole (trust, external id, MFA,
+role chaining). IAM, on the same port and told apart by the query's Version:
+the virtual MFA device life cycle (create, enable, list, deactivate, delete) and
+GetUser, under the common "self-manage MFA" policy.
 
 Demo server: ``python -m tests.sts_emulator --state-file PATH [--port 0]``.
 """
@@ -25,18 +30,20 @@ import secrets
 import signal
 import socket
 import string
+import struct
 import sys
 import threading
 import time
 import traceback
 import uuid
+import zlib
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, quote, urlsplit
 from xml.sax.saxutils import escape
 
@@ -45,6 +52,11 @@ import pyotp
 API_VERSION = "2011-06-15"
 XMLNS = f"https://sts.amazonaws.com/doc/{API_VERSION}/"
 SERVICE = "sts"
+IAM_API_VERSION = "2010-05-08"
+IAM_XMLNS = f"https://iam.amazonaws.com/doc/{IAM_API_VERSION}/"
+IAM_SERVICE = "iam"
+# The query's Version says which API a request is for: its signing service and XML namespace.
+APIS = {API_VERSION: (SERVICE, XMLNS), IAM_API_VERSION: (IAM_SERVICE, IAM_XMLNS)}
 ALGORITHM = "AWS4-HMAC-SHA256"
 AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 ISO8601 = "%Y-%m-%dT%H:%M:%SZ"
@@ -57,6 +69,17 @@ DEFAULT_ACCOUNT = "123456789012"
 MIN_DURATION = 900
 MAX_DURATION = 129600
 DEFAULT_DURATION = 43200
+ROOT_MAX_DURATION = 3600  # root sessions: longer requests are silently cut to this
+
+# AssumeRole limits: the API's own bounds, and AWS's cap on chained role sessions.
+ROLE_MAX_DURATION = 43200
+ROLE_DEFAULT_DURATION = 3600
+CHAINED_MAX_DURATION = 3600
+
+# IAM's virtual MFA devices.
+MAX_MFA_DEVICES_PER_USER = 8
+ENABLE_PAST_STEPS = 3  # EnableMFADevice: the first code may be this many steps old
+VIRTUAL_SEED_LENGTH = 64  # AWS's Base32StringSeed is 64 base32 characters
 
 # AWS's message texts, verbatim (including their trailing spaces and periods).
 INVALID_TOKEN = "The security token included in the request is invalid."
@@ -73,6 +96,19 @@ MFA_UNVALIDATED = (
 )
 MFA_BAD_CODE = "MultiFactorAuthentication failed with invalid MFA one time pass code. "
 SESSION_CALLS_GST = "Cannot call GetSessionToken with session credentials"
+ROLE_MAX_EXCEEDED = (
+    "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
+)
+ROLE_CHAIN_LIMIT = (
+    "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by "
+    "role chaining."
+)
+ROOT_ASSUMES_ROLE = "Roles may not be assumed by root accounts."
+MFA_NAME_TAKEN = "MFADevice entity at the same path and name already exists."
+MFA_IN_USE = "MFA Device is already in use."
+BAD_AUTHENTICATION_CODE = "Authentication code for device is not valid."
+MFA_QUOTA = f"Cannot exceed quota for MFADevicesPerUser: {MAX_MFA_DEVICES_PER_USER}"
+NON_USER_NEEDS_NAME = "Must specify userName when calling with non-User credentials"
 
 _ID_ALPHABET = string.ascii_uppercase + string.digits
 
@@ -99,22 +135,65 @@ def _incomplete_signature(message: str) -> StsError:
     return StsError("IncompleteSignature", message, 400)
 
 
+def _not_authorized(principal: str, action: str, resource: str, why: str = "") -> StsError:
+    """AWS's policy refusal; ``why`` is its optional tail (explicit deny, no allowing policy)."""
+    return _denied(
+        f"User: {principal} is not authorized to perform: {action} on resource: {resource}{why}"
+    )
+
+
+def _explicit_deny(principal: str, action: str, resource: str) -> StsError:
+    return _not_authorized(
+        principal, action, resource, " with an explicit deny in an identity-based policy"
+    )
+
+
+def _no_allowing_policy(principal: str, action: str, resource: str) -> StsError:
+    return _not_authorized(
+        principal, action, resource, f" because no identity-based policy allows the {action} action"
+    )
+
+
 # --------------------------------------------------------------------------- public records
 
 
 @dataclass(frozen=True)
 class User:
-    """An IAM user with one long-term access key (the key's state lives in the emulator)."""
+    """An IAM user (or an account's root user) with one long-term access key.
+
+    The key's state lives in the emulator. A root user's id is its account number.
+    """
 
     name: str
     account: str
     user_id: str
     access_key_id: str
     secret_access_key: str = field(repr=False)
+    root: bool = False
+    created_at: float = 0.0
 
     @property
     def arn(self) -> str:
+        if self.root:
+            return f"arn:aws:iam::{self.account}:root"
         return f"arn:aws:iam::{self.account}:user/{self.name}"
+
+
+@dataclass(frozen=True)
+class Role:
+    """An IAM role and, in place of a trust policy, the few conditions AWS would check."""
+
+    account: str
+    name: str
+    role_id: str
+    require_mfa: bool
+    max_session_duration: int
+    external_id: str | None = field(default=None, repr=False)
+    trusted_arns: frozenset[str] | None = None  # users who may assume it; None: every user
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:iam::{self.account}:role/{self.name}"
 
 
 @dataclass(frozen=True)
@@ -125,9 +204,24 @@ class Device:
     seed: str = field(repr=False)
 
 
+class VirtualDevice(NamedTuple):
+    """One row of ``virtual_devices()``: assigned or not (the seed stays out of repr)."""
+
+    serial: str
+    seed: str
+    user_name: str | None  # the user it is enabled for, None while unassigned
+
+    def __repr__(self) -> str:
+        return f"VirtualDevice(serial={self.serial!r}, user_name={self.user_name!r})"
+
+
 @dataclass(frozen=True)
 class Session:
-    """Temporary credentials issued here, remembered so they can sign later calls."""
+    """Temporary credentials issued here, remembered so they can sign later calls.
+
+    ``user`` is the IAM user behind them, also for a role session (``role`` set),
+    however long the chain of roles that led to it.
+    """
 
     access_key_id: str
     secret_access_key: str = field(repr=False)
@@ -135,6 +229,18 @@ class Session:
     user: User
     expires_at: int
     mfa_authenticated: bool
+    role: Role | None = None
+    role_session_name: str | None = None
+
+    @property
+    def arn(self) -> str:
+        """Who these credentials are: the user, or ``assumed-role/ROLE/SESSION``."""
+        if self.role is None:
+            return self.user.arn
+        return (
+            f"arn:aws:sts::{self.role.account}:assumed-role/{self.role.name}/"
+            f"{self.role_session_name}"
+        )
 
 
 @dataclass(frozen=True)
@@ -157,6 +263,18 @@ class Caller:
     access_key_id: str
     session: Session | None = None
 
+    @property
+    def arn(self) -> str:
+        return self.user.arn if self.session is None else self.session.arn
+
+    @property
+    def role(self) -> Role | None:
+        return None if self.session is None else self.session.role
+
+    @property
+    def mfa_authenticated(self) -> bool:
+        return self.session is not None and self.session.mfa_authenticated
+
 
 # --------------------------------------------------------------------------- shared state
 
@@ -171,8 +289,17 @@ class _AccessKey:
 @dataclass
 class _DeviceState:
     device: Device
-    owner_arn: str
+    owner_arn: str | None  # None: created but not enabled for anyone
+    enabled_at: float | None = None
     last_accepted_step: int | None = None  # AWS never accepts a code twice
+
+    @property
+    def account(self) -> str:
+        return self.device.serial.split(":")[4]
+
+    @property
+    def name(self) -> str:
+        return self.device.serial.rsplit("/", 1)[-1]
 
 
 @dataclass
@@ -191,6 +318,7 @@ class _State:
     users: dict[str, User] = field(default_factory=dict)  # by ARN
     keys: dict[str, _AccessKey] = field(default_factory=dict)  # by access key id
     devices: dict[str, _DeviceState] = field(default_factory=dict)  # by serial
+    roles: dict[str, Role] = field(default_factory=dict)  # by ARN
     sessions: dict[str, Session] = field(default_factory=dict)  # by access key id
     faults: dict[str, deque[_Fault]] = field(default_factory=dict)  # by action
     calls: list[tuple[int, Call]] = field(default_factory=list)  # (arrival number, call)
@@ -340,19 +468,20 @@ def _xml_fields(**fields: str) -> str:
     return "".join(f"<{name}>{escape(value)}</{name}>" for name, value in fields.items())
 
 
-def _result_document(action: str, result: str, request_id: str) -> str:
+def _result_document(action: str, result: str | None, request_id: str, xmlns: str) -> str:
+    """An action's answer; one without output (``None``) has no Result element, as AWS sends."""
+    wrapped = "" if result is None else f"<{action}Result>{result}</{action}Result>"
     return (
-        f'<{action}Response xmlns="{XMLNS}">'
-        f"<{action}Result>{result}</{action}Result>"
+        f'<{action}Response xmlns="{xmlns}">{wrapped}'
         f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata>"
         f"</{action}Response>"
     )
 
 
-def _error_document(error: StsError, request_id: str) -> str:
+def _error_document(error: StsError, request_id: str, xmlns: str = XMLNS) -> str:
     kind = "Receiver" if error.status >= 500 else "Sender"
     return (
-        f'<ErrorResponse xmlns="{XMLNS}">'
+        f'<ErrorResponse xmlns="{xmlns}">'
         f"<Error>{_xml_fields(Type=kind, Code=error.code, Message=error.message)}</Error>"
         f"<RequestId>{request_id}</RequestId>"
         f"</ErrorResponse>"
@@ -371,6 +500,14 @@ class _Validation:
             f"Value{shown} at '{member}' failed to satisfy constraint: Member must {constraint}"
         )
 
+    def required(self, params: Mapping[str, str], name: str, member: str) -> str | None:
+        value = params.get(name)
+        if value is None:
+            self.problems.append(
+                f"Value null at '{member}' failed to satisfy constraint: Member must not be null"
+            )
+        return value
+
     def integer(
         self, params: Mapping[str, str], name: str, member: str, low: int, high: int
     ) -> int | None:
@@ -388,15 +525,25 @@ class _Validation:
         return value
 
     def text(
-        self, member: str, value: str, low: int, high: int, pattern: str, *, secret: bool = False
+        self,
+        member: str,
+        value: str | None,
+        low: int,
+        high: int,
+        pattern: str | None,
+        *,
+        secret: bool = False,
     ) -> None:
-        """Check length and pattern; a ``secret`` value (a code) is never echoed back."""
+        """Check length and pattern (if any) of a value that was given; a ``secret`` value
+        (a code) is never echoed back."""
+        if value is None:
+            return
         shown = None if secret else value
         if len(value) < low:
             self._fail(member, shown, f"have length greater than or equal to {low}")
         elif len(value) > high:
             self._fail(member, shown, f"have length less than or equal to {high}")
-        if not re.fullmatch(pattern, value, re.ASCII):
+        if pattern is not None and not re.fullmatch(pattern, value, re.ASCII):
             self._fail(member, shown, f"satisfy regular expression pattern: {pattern}")
 
     def raise_if_any(self) -> None:
@@ -407,6 +554,49 @@ class _Validation:
                 "ValidationError",
                 f"{count} validation {noun} detected: " + "; ".join(self.problems),
             )
+
+
+def _png(width: int = 1, height: int = 1) -> bytes:
+    """A valid (blank, greyscale) PNG: what QRCodePNG needs to be for a client to decode it."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    pixels = b"".join(b"\x00" + b"\xff" * width for _ in range(height))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(pixels))
+        + chunk(b"IEND", b"")
+    )
+
+
+QR_CODE_PNG = _png()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _api(params: Mapping[str, str]) -> tuple[str, str]:
+    """(signing service, XML namespace) of the API a request's Version names; STS by default."""
+    return APIS.get(params.get("Version", ""), APIS[API_VERSION])
+
+
+def _credentials_xml(session: Session) -> str:
+    credentials = _xml_fields(
+        AccessKeyId=session.access_key_id,
+        SecretAccessKey=session.secret_access_key,
+        SessionToken=session.session_token,
+        Expiration=_iso8601(session.expires_at),
+    )
+    return f"<Credentials>{credentials}</Credentials>"
+
+
+def _no_such_device(serial: str) -> StsError:
+    return StsError("NoSuchEntity", f"MFA device with serial number {serial} does not exist.", 404)
 
 
 def _int_or_none(raw: str | None) -> int | None:
@@ -421,11 +611,13 @@ def _claimed_access_key(request: HttpRequest) -> str:
 
 # --------------------------------------------------------------------------- the emulator
 
-Handler = Callable[[Mapping[str, str], Caller], str]
+# A handler returns its Result element's content, or None for an action without output.
+Handler = Callable[[Mapping[str, str], Caller], str | None]
 
 
 class StsEmulator:
-    """AWS STS on 127.0.0.1: users, MFA devices, sessions, a call log and fault injection.
+    """AWS STS (and IAM's MFA actions) on 127.0.0.1: users, roles, MFA devices, sessions,
+    a call log and fault injection.
 
     ``clock`` drives every check that reads the time (TOTP steps, signature age,
     session expiry), so tests can simulate a skewed server clock without sleeping.
@@ -447,10 +639,17 @@ class StsEmulator:
         self._arrivals = itertools.count()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        # Action -> handler. AssumeRole and IAM actions plug in here.
-        self._handlers: dict[str, Handler] = {
-            "GetSessionToken": self._get_session_token,
-            "GetCallerIdentity": self._get_caller_identity,
+        # (API version, action) -> handler.
+        self._handlers: dict[tuple[str, str], Handler] = {
+            (API_VERSION, "GetSessionToken"): self._get_session_token,
+            (API_VERSION, "GetCallerIdentity"): self._get_caller_identity,
+            (API_VERSION, "AssumeRole"): self._assume_role,
+            (IAM_API_VERSION, "CreateVirtualMFADevice"): self._create_virtual_mfa_device,
+            (IAM_API_VERSION, "EnableMFADevice"): self._enable_mfa_device,
+            (IAM_API_VERSION, "DeactivateMFADevice"): self._deactivate_mfa_device,
+            (IAM_API_VERSION, "DeleteVirtualMFADevice"): self._delete_virtual_mfa_device,
+            (IAM_API_VERSION, "ListMFADevices"): self._list_mfa_devices,
+            (IAM_API_VERSION, "GetUser"): self._get_user,
         }
 
     # ----------------------------------------------------------------- lifecycle
@@ -499,14 +698,21 @@ class StsEmulator:
 
     # ----------------------------------------------------------------- test controls
 
-    def add_user(self, name: str, account: str = DEFAULT_ACCOUNT) -> User:
-        """Create an IAM user with an active long-term (AKIA) key pair."""
+    def now(self) -> float:
+        """The emulator's clock (also sent as each response's Date header)."""
+        return self._clock()
+
+    def add_user(self, name: str, account: str = DEFAULT_ACCOUNT, *, root: bool = False) -> User:
+        """Create an IAM user (or, ``root=True``, the account's root user) with an active
+        long-term (AKIA) key pair."""
         user = User(
             name=name,
             account=account,
-            user_id=_random_id("AIDA", 17),
+            user_id=account if root else _random_id("AIDA", 17),
             access_key_id=_random_id("AKIA", 16),
             secret_access_key=_random_secret(),
+            root=root,
+            created_at=self._clock(),
         )
         with self._state.lock:
             if user.arn in self._state.users:
@@ -517,15 +723,61 @@ class StsEmulator:
 
     def add_mfa_device(self, user: User, name: str | None = None) -> Device:
         """Attach a virtual MFA device (named after the user by default) with a fresh seed."""
+        default_name = "root-account-mfa-device" if user.root else user.name
         device = Device(
-            serial=f"arn:aws:iam::{user.account}:mfa/{name or user.name}",
+            serial=f"arn:aws:iam::{user.account}:mfa/{name or default_name}",
             seed=pyotp.random_base32(),
         )
         with self._state.lock:
             if device.serial in self._state.devices:
                 raise ValueError(f"MFA device {device.serial} already exists")
-            self._state.devices[device.serial] = _DeviceState(device, owner_arn=user.arn)
+            self._state.devices[device.serial] = _DeviceState(
+                device, owner_arn=user.arn, enabled_at=self._clock()
+            )
         return device
+
+    def add_role(
+        self,
+        *,
+        account: str = DEFAULT_ACCOUNT,
+        name: str,
+        require_mfa: bool = True,
+        max_session_duration: int = ROLE_DEFAULT_DURATION,
+        external_id: str | None = None,
+        trusted_users: Iterable[User] | None = None,
+    ) -> Role:
+        """Create a role that ``trusted_users`` (None: every user) may assume, with MFA
+        and a matching ExternalId if asked for; sessions last up to the maximum (seconds)."""
+        if not CHAINED_MAX_DURATION <= max_session_duration <= ROLE_MAX_DURATION:
+            raise ValueError("max_session_duration must be between 3600 and 43200 seconds")
+        role = Role(
+            account=account,
+            name=name,
+            role_id=_random_id("AROA", 17),
+            require_mfa=require_mfa,
+            max_session_duration=max_session_duration,
+            external_id=external_id,
+            trusted_arns=None
+            if trusted_users is None
+            else frozenset(user.arn for user in trusted_users),
+        )
+        with self._state.lock:
+            if role.arn in self._state.roles:
+                raise ValueError(f"role {role.arn} already exists")
+            self._state.roles[role.arn] = role
+        return role
+
+    def virtual_devices(self) -> list[VirtualDevice]:
+        """Every MFA device, oldest first, with the user it is enabled for (holds seeds)."""
+        with self._state.lock:
+            return [
+                VirtualDevice(
+                    state.device.serial,
+                    state.device.seed,
+                    None if state.owner_arn is None else self._state.users[state.owner_arn].name,
+                )
+                for state in self._state.devices.values()
+            ]
 
     def deactivate_key(self, user: User) -> None:
         """Make the user's long-term key inactive: AWS then calls it an invalid token."""
@@ -569,18 +821,20 @@ class StsEmulator:
         arrived_at = self._clock()
         request_id = str(uuid.uuid4())
         params: dict[str, str] = {}
+        xmlns = XMLNS
         try:
             self._check_route(request)
             params = self._parse_params(request)
+            xmlns = _api(params)[1]
             body = self._answer(request, params, request_id)
             status, outcome = 200, "ok"
         except StsError as error:
-            body = _error_document(error, request_id)
+            body = _error_document(error, request_id, xmlns)
             status, outcome = error.status, error.code
         except Exception:  # an emulator bug: show it, and answer like AWS would
             traceback.print_exc()
             failure = StsError("InternalFailure", "An internal error occurred.", 500)
-            body = _error_document(failure, request_id)
+            body = _error_document(failure, request_id, xmlns)
             status, outcome = failure.status, failure.code
         self._record(
             arrival,
@@ -603,7 +857,7 @@ class StsEmulator:
 
     def _answer(self, request: HttpRequest, params: Mapping[str, str], request_id: str) -> str:
         """Authenticate, then let an injected fault or the action's handler answer."""
-        caller = self._authenticate(request)
+        caller = self._authenticate(request, _api(params)[0])
         self._take_fault(params.get("Action", ""))
         return self._dispatch(params, caller, request_id)
 
@@ -628,8 +882,10 @@ class StsEmulator:
             raise StsError("MalformedQueryString", "The query string is not valid UTF-8.") from exc
         return dict(pairs)
 
-    def _authenticate(self, request: HttpRequest) -> Caller:
-        """Verify SigV4 exactly as AWS would: key, scope, clock, then the signature itself."""
+    def _authenticate(self, request: HttpRequest, service: str) -> Caller:
+        """Verify SigV4 exactly as AWS would: key, scope, clock, then the signature itself.
+
+        ``service`` is the signing name of the API the request is for (sts or iam)."""
         header = request.header("authorization")
         if header is None:
             raise StsError("MissingAuthenticationToken", MISSING_AUTH, 403)
@@ -641,7 +897,7 @@ class StsEmulator:
                 "or a 'Date' header."  # only X-Amz-Date is implemented
             )
         caller, secret = self._resolve_key(auth.access_key_id, request)
-        self._check_scope(auth, amz_date)
+        self._check_scope(auth, amz_date, service)
         self._check_clock(amz_date)
         expected = sigv4_signature(
             secret, auth, amz_date, canonical_request(request, auth.signed_headers)
@@ -668,14 +924,14 @@ class StsEmulator:
         raise StsError("InvalidClientTokenId", INVALID_TOKEN, 403)
 
     @staticmethod
-    def _check_scope(auth: SigV4Authorization, amz_date: str) -> None:
+    def _check_scope(auth: SigV4Authorization, amz_date: str, service: str) -> None:
         if auth.date != amz_date[:8]:
             raise _bad_signature(
                 "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of "
                 f"date from HTTP: '{auth.date}' != '{amz_date[:8]}', from '{amz_date}'."
             )
-        if auth.service != SERVICE:
-            raise _bad_signature(f"Credential should be scoped to correct service: '{SERVICE}'. ")
+        if auth.service != service:
+            raise _bad_signature(f"Credential should be scoped to correct service: '{service}'. ")
         if auth.terminator != "aws4_request":
             raise _bad_signature(
                 "Credential should be scoped with a valid terminator: 'aws4_request', "
@@ -722,12 +978,12 @@ class StsEmulator:
         if action is None:
             raise StsError("MissingAction", "Missing Action")
         version = params.get("Version", "NO_VERSION_SPECIFIED")
-        handler = self._handlers.get(action)
-        if handler is None or version != API_VERSION:
+        handler = self._handlers.get((version, action))
+        if handler is None:
             raise StsError(
                 "InvalidAction", f"Could not find operation {action} for version {version}"
             )
-        return _result_document(action, handler(params, caller), request_id)
+        return _result_document(action, handler(params, caller), request_id, _api(params)[1])
 
     # ----------------------------------------------------------------- actions
 
@@ -749,22 +1005,267 @@ class StsEmulator:
             if serial is None or code is None:
                 raise _denied(MFA_UNVALIDATED)
             self._accept_code(caller.user, serial, code)
-        session = self._issue_session(
-            caller.user,
-            DEFAULT_DURATION if duration is None else duration,
-            mfa_authenticated=serial is not None,
-        )
-        credentials = _xml_fields(
-            AccessKeyId=session.access_key_id,
-            SecretAccessKey=session.secret_access_key,
-            SessionToken=session.session_token,
-            Expiration=_iso8601(session.expires_at),
-        )
-        return f"<Credentials>{credentials}</Credentials>"
+        if duration is None:
+            duration = DEFAULT_DURATION
+        if caller.user.root:
+            duration = min(duration, ROOT_MAX_DURATION)  # AWS cuts root sessions, silently
+        session = self._issue_session(caller.user, duration, mfa_authenticated=serial is not None)
+        return _credentials_xml(session)
 
     def _get_caller_identity(self, params: Mapping[str, str], caller: Caller) -> str:
+        role = caller.role
+        if role is not None and caller.session is not None:
+            return _xml_fields(
+                Arn=caller.arn,
+                UserId=f"{role.role_id}:{caller.session.role_session_name}",
+                Account=role.account,
+            )
         user = caller.user
         return _xml_fields(Arn=user.arn, UserId=user.user_id, Account=user.account)
+
+    def _assume_role(self, params: Mapping[str, str], caller: Caller) -> str:
+        """AssumeRole as the role's trust policy would allow it.
+
+        Checks run cheapest first, so a code is only spent on a request that could pass:
+        validation, root, trust and ExternalId, duration limits, then the MFA code.
+        """
+        check = _Validation()
+        role_arn = check.required(params, "RoleArn", "roleArn")
+        session_name = check.required(params, "RoleSessionName", "roleSessionName")
+        duration = check.integer(
+            params, "DurationSeconds", "durationSeconds", MIN_DURATION, ROLE_MAX_DURATION
+        )
+        external_id = params.get("ExternalId")
+        serial = params.get("SerialNumber")
+        code = params.get("TokenCode")
+        check.text("roleArn", role_arn, 20, 2048, None)
+        check.text("roleSessionName", session_name, 2, 64, r"[\w+=,.@-]*")
+        check.text("externalId", external_id, 2, 1224, r"[\w+=,.@:\/-]*")
+        check.text("serialNumber", serial, 9, 256, r"[\w+=/:,.@-]*")
+        check.text("tokenCode", code, 6, 6, r"[\d]*", secret=True)
+        check.raise_if_any()
+        if role_arn is None or session_name is None:  # reported above; this narrows the types
+            raise AssertionError("unreachable")
+        if caller.user.root:
+            raise _denied(ROOT_ASSUMES_ROLE)
+        with self._state.lock:
+            role = self._state.roles.get(role_arn)
+        refusal = _not_authorized(caller.arn, "sts:AssumeRole", role_arn)
+        if role is None:
+            raise refusal
+        if role.trusted_arns is not None and caller.user.arn not in role.trusted_arns:
+            raise refusal
+        if role.external_id is not None and not hmac.compare_digest(
+            (external_id or "").encode(), role.external_id.encode()
+        ):
+            raise refusal
+        if duration is None:
+            duration = ROLE_DEFAULT_DURATION
+        if caller.session is not None and duration > CHAINED_MAX_DURATION:
+            raise StsError("ValidationError", ROLE_CHAIN_LIMIT)
+        if duration > role.max_session_duration:
+            raise StsError("ValidationError", ROLE_MAX_EXCEEDED)
+        mfa_authenticated = caller.mfa_authenticated  # a chained session inherits it
+        if serial is not None or code is not None:
+            if serial is None or code is None:
+                raise _denied(MFA_UNVALIDATED)
+            self._accept_code(caller.user, serial, code)
+            mfa_authenticated = True
+        if role.require_mfa and not mfa_authenticated:
+            raise refusal
+        session = self._issue_session(
+            caller.user,
+            duration,
+            mfa_authenticated=mfa_authenticated,
+            role=role,
+            role_session_name=session_name,
+        )
+        assumed = _xml_fields(AssumedRoleId=f"{role.role_id}:{session_name}", Arn=session.arn)
+        return f"{_credentials_xml(session)}<AssumedRoleUser>{assumed}</AssumedRoleUser>"
+
+    # ----------------------------------------------------------------- IAM actions
+    #
+    # Each caller acts on its own IAM user, as the common "self-manage MFA" policy allows:
+    # once a user has an enabled device, changing devices takes an MFA-authenticated
+    # session. Root users may only read here (AWS sets up root MFA in the console).
+
+    def _create_virtual_mfa_device(self, params: Mapping[str, str], caller: Caller) -> str:
+        check = _Validation()
+        name = check.required(params, "VirtualMFADeviceName", "virtualMFADeviceName")
+        path = params.get("Path", "/")
+        check.text("virtualMFADeviceName", name, 1, 226, r"[\w+=,.@-]+")
+        check.text("path", path, 1, 512, r"(\u002F)|(\u002F[\u0021-\u007E]+\u002F)")
+        check.raise_if_any()
+        if name is None:
+            raise AssertionError("unreachable")
+        account = caller.role.account if caller.role is not None else caller.user.account
+        device = Device(
+            serial=f"arn:aws:iam::{account}:mfa{path}{name}",
+            seed=pyotp.random_base32(VIRTUAL_SEED_LENGTH),
+        )
+        with self._state.lock:
+            self._check_device_change(caller, "iam:CreateVirtualMFADevice", device.serial)
+            devices = self._state.devices
+            if any(d.account == account and d.name == name for d in devices.values()):
+                raise StsError("EntityAlreadyExists", MFA_NAME_TAKEN, 409)
+            devices[device.serial] = _DeviceState(device, owner_arn=None)
+        fields = _xml_fields(
+            SerialNumber=device.serial,
+            Base32StringSeed=_b64(device.seed.encode()),  # a blob: base64 of the base32 text
+            QRCodePNG=_b64(QR_CODE_PNG),
+        )
+        return f"<VirtualMFADevice>{fields}</VirtualMFADevice>"
+
+    def _enable_mfa_device(self, params: Mapping[str, str], caller: Caller) -> None:
+        check = _Validation()
+        user_name = check.required(params, "UserName", "userName")
+        serial = check.required(params, "SerialNumber", "serialNumber")
+        code1 = check.required(params, "AuthenticationCode1", "authenticationCode1")
+        code2 = check.required(params, "AuthenticationCode2", "authenticationCode2")
+        check.text("userName", user_name, 1, 128, r"[\w+=,.@-]+")
+        check.text("serialNumber", serial, 9, 256, r"[\w+=/:,.@-]+")
+        check.text("authenticationCode1", code1, 6, 6, r"[\d]+", secret=True)
+        check.text("authenticationCode2", code2, 6, 6, r"[\d]+", secret=True)
+        check.raise_if_any()
+        if user_name is None or serial is None or code1 is None or code2 is None:
+            raise AssertionError("unreachable")
+        now = self._clock()
+        now_step = int(now // TOTP_STEP)
+        with self._state.lock:
+            user = self._own_user(caller, user_name, "iam:EnableMFADevice")
+            self._check_device_change(
+                caller, "iam:EnableMFADevice", self._user_arn(user, user_name)
+            )
+            device = self._state.devices.get(serial)
+            if device is None or device.account != user.account:
+                raise _no_such_device(serial)
+            if device.owner_arn is not None:
+                raise StsError("EntityAlreadyExists", MFA_IN_USE, 409)
+            owned = sum(d.owner_arn == user.arn for d in self._state.devices.values())
+            if owned >= MAX_MFA_DEVICES_PER_USER:
+                raise StsError("LimitExceeded", MFA_QUOTA, 409)
+            totp = pyotp.TOTP(device.device.seed, interval=TOTP_STEP)
+            last = device.last_accepted_step
+            first_steps = [
+                step
+                for step in range(now_step - ENABLE_PAST_STEPS, now_step + 1)
+                if (last is None or step > last)
+                and hmac.compare_digest(totp.generate_otp(step), code1)
+                and hmac.compare_digest(totp.generate_otp(step + 1), code2)
+            ]
+            if not first_steps:
+                raise StsError("InvalidAuthenticationCode", BAD_AUTHENTICATION_CODE, 403)
+            device.owner_arn = user.arn
+            device.enabled_at = now
+            device.last_accepted_step = max(first_steps) + 1
+
+    def _deactivate_mfa_device(self, params: Mapping[str, str], caller: Caller) -> None:
+        check = _Validation()
+        user_name = params.get("UserName")
+        serial = check.required(params, "SerialNumber", "serialNumber")
+        check.text("userName", user_name, 1, 128, r"[\w+=,.@-]+")
+        check.text("serialNumber", serial, 9, 256, r"[\w+=/:,.@-]+")
+        check.raise_if_any()
+        if serial is None:
+            raise AssertionError("unreachable")
+        with self._state.lock:
+            user = self._own_user(caller, user_name, "iam:DeactivateMFADevice")
+            self._check_device_change(
+                caller, "iam:DeactivateMFADevice", self._user_arn(user, user_name)
+            )
+            device = self._state.devices.get(serial)
+            if device is None or device.owner_arn != user.arn:
+                raise _no_such_device(serial)
+            device.owner_arn = device.enabled_at = None
+
+    def _delete_virtual_mfa_device(self, params: Mapping[str, str], caller: Caller) -> None:
+        check = _Validation()
+        serial = check.required(params, "SerialNumber", "serialNumber")
+        check.text("serialNumber", serial, 9, 256, r"[\w+=/:,.@-]+")
+        check.raise_if_any()
+        if serial is None:
+            raise AssertionError("unreachable")
+        with self._state.lock:
+            self._check_device_change(caller, "iam:DeleteVirtualMFADevice", serial)
+            device = self._state.devices.get(serial)
+            if device is None or device.account != caller.user.account:
+                raise _no_such_device(serial)
+            if device.owner_arn is not None:
+                raise StsError("DeleteConflict", MFA_IN_USE, 409)
+            del self._state.devices[serial]
+
+    def _list_mfa_devices(self, params: Mapping[str, str], caller: Caller) -> str:
+        check = _Validation()
+        user_name = params.get("UserName")
+        check.text("userName", user_name, 1, 128, r"[\w+=,.@-]+")
+        check.raise_if_any()
+        with self._state.lock:
+            user = self._own_user(caller, user_name, "iam:ListMFADevices")
+            owned = sorted(
+                (d for d in self._state.devices.values() if d.owner_arn == user.arn),
+                key=lambda d: d.enabled_at or 0.0,
+            )
+            members = "".join(
+                "<member>"
+                + _xml_fields(
+                    UserName=user.name,
+                    SerialNumber=d.device.serial,
+                    EnableDate=_iso8601(d.enabled_at or 0.0),
+                )
+                + "</member>"
+                for d in owned
+            )
+        return f"<IsTruncated>false</IsTruncated><MFADevices>{members}</MFADevices>"
+
+    def _get_user(self, params: Mapping[str, str], caller: Caller) -> str:
+        check = _Validation()
+        user_name = params.get("UserName")
+        check.text("userName", user_name, 1, 128, r"[\w+=,.@-]+")
+        check.raise_if_any()
+        with self._state.lock:
+            user = self._own_user(caller, user_name, "iam:GetUser")
+        created = _iso8601(user.created_at)
+        if user.root:  # AWS names no user and no path for the root user
+            fields = _xml_fields(UserId=user.user_id, Arn=user.arn, CreateDate=created)
+        else:
+            fields = _xml_fields(
+                Path="/",
+                UserName=user.name,
+                UserId=user.user_id,
+                Arn=user.arn,
+                CreateDate=created,
+            )
+        return f"<User>{fields}</User>"
+
+    # ----------------------------------------------------------------- IAM permissions
+
+    @staticmethod
+    def _user_arn(user: User, user_name: str | None) -> str:
+        """The resource ARN AWS names for a user-scoped action."""
+        return user.arn if user_name is None else f"arn:aws:iam::{user.account}:user/{user_name}"
+
+    def _own_user(self, caller: Caller, user_name: str | None, action: str) -> User:
+        """The IAM user an action is for: the caller's own, named or implied (lock held)."""
+        if caller.role is not None:
+            if user_name is None:
+                raise StsError("ValidationError", NON_USER_NEEDS_NAME)
+            resource = f"arn:aws:iam::{caller.role.account}:user/{user_name}"
+            raise _no_allowing_policy(caller.arn, action, resource)
+        user = caller.user
+        if user_name is not None and (user.root or user_name != user.name):
+            raise _no_allowing_policy(caller.arn, action, self._user_arn(user, user_name))
+        return user
+
+    def _check_device_change(self, caller: Caller, action: str, resource: str) -> None:
+        """May this caller create, enable, deactivate or delete an MFA device? (lock held)"""
+        if caller.role is not None:
+            raise _no_allowing_policy(caller.arn, action, resource)
+        user = caller.user
+        if user.root:
+            raise _not_authorized(caller.arn, action, resource)
+        enrolled = any(d.owner_arn == user.arn for d in self._state.devices.values())
+        if enrolled and not caller.mfa_authenticated:
+            raise _explicit_deny(caller.arn, action, resource)
 
     # ----------------------------------------------------------------- MFA and sessions
 
@@ -787,7 +1288,15 @@ class StsEmulator:
                 raise _denied(MFA_BAD_CODE)
             device.last_accepted_step = max(fresh)
 
-    def _issue_session(self, user: User, duration: int, *, mfa_authenticated: bool) -> Session:
+    def _issue_session(
+        self,
+        user: User,
+        duration: int,
+        *,
+        mfa_authenticated: bool,
+        role: Role | None = None,
+        role_session_name: str | None = None,
+    ) -> Session:
         session = Session(
             access_key_id=_random_id("ASIA", 16),
             secret_access_key=_random_secret(),
@@ -795,6 +1304,8 @@ class StsEmulator:
             user=user,
             expires_at=int(self._clock()) + duration,
             mfa_authenticated=mfa_authenticated,
+            role=role,
+            role_session_name=role_session_name,
         )
         with self._state.lock:
             self._state.sessions[session.access_key_id] = session
@@ -845,6 +1356,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def version_string(self) -> str:
         return "sts-emulator"  # for the Server header, instead of Python's version
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The Date header tells the emulator's clock, as AWS's tells AWS's time."""
+        server = self.server
+        if timestamp is None and isinstance(server, _Server):
+            timestamp = server.emulator.now()
+        return super().date_time_string(timestamp)
 
     def do_GET(self) -> None:
         self._serve()

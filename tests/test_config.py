@@ -86,7 +86,7 @@ def test_source_profile_cycle_is_named(tmp_path: Path) -> None:
         "[profile b]\nrole_arn = arn:aws:iam::1:role/B\nsource_profile = a\n",
     )
     with pytest.raises(ConfigError, match="cycle: a -> b -> a"):
-        aws.plan("a").mfa
+        aws.plan("a")
 
 
 def test_own_credential_process_is_recursion(tmp_path: Path) -> None:
@@ -95,7 +95,7 @@ def test_own_credential_process_is_recursion(tmp_path: Path) -> None:
         "[profile dev]\ncredential_process = mfa-session credential-process --profile dev\n",
     )
     with pytest.raises(ConfigError, match="recurse"):
-        aws.plan("dev").mfa
+        aws.plan("dev")
 
 
 def test_temporary_keys_are_refused(tmp_path: Path) -> None:
@@ -103,7 +103,7 @@ def test_temporary_keys_are_refused(tmp_path: Path) -> None:
         tmp_path, "[profile a]\nmfa_serial = arn:x\n", f"[a]\n{KEYS}aws_session_token = abc\n"
     )
     with pytest.raises(ConfigError, match="temporary credentials"):
-        aws.plan("a").mfa
+        aws.plan("a")
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The STS emulator, driven by real botocore clients over loopback HTTP.
+"""The STS (and IAM MFA) emulator, driven by real botocore clients over loopback HTTP.
 
 If the emulator accepted something AWS rejects (or the other way round), every
 test built on it would prove nothing, so these tests pin its strictness.
@@ -6,6 +6,7 @@ test built on it would prove nothing, so these tests pin its strictness.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import os
@@ -33,14 +34,22 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from tests.sts_emulator import Device, StsEmulator, User
+from tests.sts_emulator import Device, Role, StsEmulator, User, VirtualDevice
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 XMLNS = "https://sts.amazonaws.com/doc/2011-06-15/"
+IAM_XMLNS = "https://iam.amazonaws.com/doc/2010-05-08/"
+IAM_VERSION = "2010-05-08"
+ADMIN_ACCOUNT = "210987654321"
 MFA_BAD_CODE = "MultiFactorAuthentication failed with invalid MFA one time pass code. "
 MFA_UNVALIDATED = (
     "MultiFactorAuthentication failed, unable to validate MFA code. "
     "Please verify your MFA serial number is valid and associated with this user."
+)
+BAD_AUTHENTICATION_CODE = (
+    "InvalidAuthenticationCode",
+    "Authentication code for device is not valid.",
+    403,
 )
 
 # botocore builds operation methods at runtime; without mypy_boto3_sts they are untyped.
@@ -89,10 +98,11 @@ def make_client(emu: StsEmulator) -> Iterator[ClientFactory]:
         *,
         url: str | None = None,
         validate: bool = True,
+        service: str = "sts",
     ) -> StsClient:
         client = session.create_client(
-            "sts",
-            region_name="eu-west-1",
+            service,
+            region_name="us-east-1" if service == "iam" else "eu-west-1",
             endpoint_url=url or emu.url,
             aws_access_key_id=access_key_id,
             aws_secret_access_key=secret_access_key,
@@ -111,6 +121,43 @@ def make_client(emu: StsEmulator) -> Iterator[ClientFactory]:
 @pytest.fixture
 def alice_client(make_client: ClientFactory, alice: User) -> StsClient:
     return make_client(alice.access_key_id, alice.secret_access_key)
+
+
+def client_for(
+    make_client: ClientFactory, credentials: dict[str, Any], service: str = "sts"
+) -> StsClient:
+    """A client signing with temporary credentials (GetSessionToken's or AssumeRole's)."""
+    return make_client(
+        credentials["AccessKeyId"],
+        credentials["SecretAccessKey"],
+        credentials["SessionToken"],
+        service=service,
+    )
+
+
+def iam_client(make_client: ClientFactory, user: User) -> StsClient:
+    return make_client(user.access_key_id, user.secret_access_key, service="iam")
+
+
+def mfa_credentials(client: StsClient, device: Device) -> dict[str, Any]:
+    """GetSessionToken with the device's current code: MFA-authenticated credentials."""
+    response = client.get_session_token(SerialNumber=device.serial, TokenCode=current_code(device))
+    return dict(response["Credentials"])
+
+
+def codes_at(seed: str, *offsets: int) -> list[str]:
+    """The seed's codes for these steps, counted from the current one."""
+    step = int(time.time() // 30)
+    totp = pyotp.TOTP(seed)
+    return [str(totp.generate_otp(step + offset)) for offset in offsets]
+
+
+def seconds_left(expiration: datetime) -> float:
+    return (expiration - datetime.now(timezone.utc)).total_seconds()
+
+
+def not_authorized(principal: str, action: str, resource: str, why: str = "") -> str:
+    return f"User: {principal} is not authorized to perform: {action} on resource: {resource}{why}"
 
 
 def current_code(device: Device) -> str:
@@ -142,6 +189,7 @@ def raw_request(
     *,
     user: User | None = None,
     method: str = "POST",
+    service: str = "sts",
 ) -> tuple[int, dict[str, str], str]:
     """Send a query-protocol request by hand, signed by botocore's SigV4 when ``user`` is set."""
     encoded = urlencode(params)
@@ -152,7 +200,7 @@ def raw_request(
         request.headers["Content-Type"] = "application/x-www-form-urlencoded; charset=utf-8"
     if user is not None:
         credentials = Credentials(user.access_key_id, user.secret_access_key)
-        SigV4Auth(credentials, "sts", "eu-west-1").add_auth(request)
+        SigV4Auth(credentials, service, "eu-west-1").add_auth(request)
     target = urlsplit(url)
     connection = http.client.HTTPConnection(target.netloc, timeout=10)
     try:
@@ -393,6 +441,13 @@ def test_skewed_clock_expires_the_signature(make_client: ClientFactory, alice: U
         user = ahead.add_user("alice")
         client = make_client(user.access_key_id, user.secret_access_key, url=ahead.url)
         code, message, status = error_of(client.get_caller_identity)
+        status_, headers, _ = raw_request(
+            ahead, {"Action": "GetCallerIdentity", "Version": "2011-06-15"}
+        )
+    # The Date header tells the emulator's time, as AWS's does.
+    sent = datetime.strptime(headers["date"], "%a, %d %b %Y %H:%M:%S GMT")
+    skew = sent.replace(tzinfo=timezone.utc) - datetime.now(timezone.utc)
+    assert (status_, abs(skew.total_seconds() - 3600) < 5) == (403, True)
     assert (code, status) == ("SignatureDoesNotMatch", 403)
     assert re.fullmatch(
         r"Signature expired: \d{8}T\d{6}Z is now earlier than \d{8}T\d{6}Z "
@@ -495,6 +550,652 @@ def test_log_records_calls_without_secrets(
         credentials["SessionToken"],
     ):
         assert secret not in dumped
+
+
+# --------------------------------------------------------------------------- AssumeRole
+
+
+@pytest.fixture
+def admin(emu: StsEmulator) -> Role:
+    return emu.add_role(account=ADMIN_ACCOUNT, name="Admin", max_session_duration=7200)
+
+
+@pytest.fixture
+def reader(emu: StsEmulator) -> Role:
+    return emu.add_role(account=ADMIN_ACCOUNT, name="Reader", require_mfa=True)
+
+
+def assume_role_refusal(principal: str, role_arn: str) -> tuple[str, str, int]:
+    return ("AccessDenied", not_authorized(principal, "sts:AssumeRole", role_arn), 403)
+
+
+def test_mfa_role_with_mfa_session_credentials_and_its_identity(
+    emu: StsEmulator,
+    alice: User,
+    device: Device,
+    alice_client: StsClient,
+    make_client: ClientFactory,
+    admin: Role,
+) -> None:
+    session_credentials = mfa_credentials(alice_client, device)
+    response = client_for(make_client, session_credentials).assume_role(
+        RoleArn=admin.arn, RoleSessionName="alice", DurationSeconds=900
+    )
+
+    assert admin.arn == "arn:aws:iam::210987654321:role/Admin"
+    assumed = response["AssumedRoleUser"]
+    assert assumed["Arn"] == "arn:aws:sts::210987654321:assumed-role/Admin/alice"
+    assert re.fullmatch(r"AROA[A-Z0-9]{17}:alice", assumed["AssumedRoleId"])
+    assert assumed["AssumedRoleId"] == f"{admin.role_id}:alice"
+    credentials = response["Credentials"]
+    assert re.fullmatch(r"ASIA[A-Z0-9]{16}", credentials["AccessKeyId"])
+    assert 900 - 5 <= seconds_left(credentials["Expiration"]) <= 900
+
+    identity = client_for(make_client, credentials).get_caller_identity()
+    assert (identity["Arn"], identity["Account"], identity["UserId"]) == (
+        assumed["Arn"],
+        ADMIN_ACCOUNT,
+        assumed["AssumedRoleId"],
+    )
+    role_session = emu.sessions()[-1]
+    assert (role_session.role, role_session.user, role_session.mfa_authenticated) == (
+        admin,
+        alice,
+        True,
+    )
+    (call,) = emu.calls("AssumeRole")
+    assert (call.access_key_id, call.serial, call.duration, call.outcome) == (
+        session_credentials["AccessKeyId"],
+        None,
+        900,
+        "ok",
+    )
+
+
+def test_mfa_role_with_a_code_in_the_request_and_long_term_keys(
+    emu: StsEmulator, alice: User, device: Device, alice_client: StsClient, admin: Role
+) -> None:
+    code = current_code(device)
+    credentials = alice_client.assume_role(
+        RoleArn=admin.arn,
+        RoleSessionName="alice",
+        SerialNumber=device.serial,
+        TokenCode=code,
+        DurationSeconds=7200,  # no chaining: the role's own maximum applies
+    )["Credentials"]
+    assert 7200 - 5 <= seconds_left(credentials["Expiration"]) <= 7200
+    assert emu.sessions()[-1].mfa_authenticated
+    assert error_of(
+        lambda: alice_client.assume_role(
+            RoleArn=admin.arn, RoleSessionName="again", SerialNumber=device.serial, TokenCode=code
+        )
+    ) == ("AccessDenied", MFA_BAD_CODE, 403)
+    assert error_of(
+        lambda: alice_client.assume_role(
+            RoleArn=admin.arn, RoleSessionName="again", SerialNumber=device.serial
+        )
+    ) == ("AccessDenied", MFA_UNVALIDATED, 403)
+    calls = emu.calls("AssumeRole")
+    assert [(c.access_key_id, c.serial, c.duration, c.outcome) for c in calls] == [
+        (alice.access_key_id, device.serial, 7200, "ok"),
+        (alice.access_key_id, device.serial, None, "AccessDenied"),
+        (alice.access_key_id, device.serial, None, "AccessDenied"),
+    ]
+    assert code not in json.dumps([asdict(c) for c in calls])
+
+
+def test_mfa_role_is_refused_without_mfa(
+    emu: StsEmulator,
+    alice: User,
+    alice_client: StsClient,
+    make_client: ClientFactory,
+    admin: Role,
+) -> None:
+    refusal = assume_role_refusal(alice.arn, admin.arn)
+    assert error_of(lambda: alice_client.assume_role(RoleArn=admin.arn, RoleSessionName="a1")) == (
+        refusal
+    )
+    plain_session = client_for(make_client, alice_client.get_session_token()["Credentials"])
+    assert error_of(lambda: plain_session.assume_role(RoleArn=admin.arn, RoleSessionName="a1")) == (
+        refusal
+    )
+    # A role without the MFA condition is fine with long-term keys: 1 hour by default.
+    open_role = emu.add_role(account=ADMIN_ACCOUNT, name="Open", require_mfa=False)
+    credentials = alice_client.assume_role(RoleArn=open_role.arn, RoleSessionName="a1")[
+        "Credentials"
+    ]
+    assert 3600 - 5 <= seconds_left(credentials["Expiration"]) <= 3600
+    assert not emu.sessions()[-1].mfa_authenticated
+
+
+def test_role_chaining_caps_at_an_hour_and_inherits_mfa(
+    emu: StsEmulator,
+    alice: User,
+    device: Device,
+    alice_client: StsClient,
+    make_client: ClientFactory,
+    admin: Role,
+    reader: Role,
+) -> None:
+    chain_limit = (
+        "ValidationError",
+        "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by "
+        "role chaining.",
+        400,
+    )
+    mfa_session = client_for(make_client, mfa_credentials(alice_client, device))
+    assert (
+        error_of(
+            lambda: mfa_session.assume_role(
+                RoleArn=admin.arn, RoleSessionName="hop1", DurationSeconds=3601
+            )
+        )
+        == chain_limit
+    )
+    hop1 = mfa_session.assume_role(RoleArn=admin.arn, RoleSessionName="hop1", DurationSeconds=3600)
+    admin_client = client_for(make_client, hop1["Credentials"])
+    assert (
+        error_of(
+            lambda: admin_client.assume_role(
+                RoleArn=reader.arn, RoleSessionName="hop2", DurationSeconds=7200
+            )
+        )
+        == chain_limit
+    )
+    hop2 = admin_client.assume_role(RoleArn=reader.arn, RoleSessionName="hop2")
+    assert client_for(make_client, hop2["Credentials"]).get_caller_identity()["Arn"] == (
+        "arn:aws:sts::210987654321:assumed-role/Reader/hop2"
+    )
+
+    # Without MFA at the start of the chain, an MFA role further down refuses the role session.
+    open_role = emu.add_role(account=ADMIN_ACCOUNT, name="Open", require_mfa=False)
+    plain_session = client_for(make_client, alice_client.get_session_token()["Credentials"])
+    open_client = client_for(
+        make_client,
+        plain_session.assume_role(RoleArn=open_role.arn, RoleSessionName="x1")["Credentials"],
+    )
+    assert error_of(lambda: open_client.assume_role(RoleArn=reader.arn, RoleSessionName="x2")) == (
+        assume_role_refusal("arn:aws:sts::210987654321:assumed-role/Open/x1", reader.arn)
+    )
+
+
+def test_duration_over_the_roles_maximum_is_refused_before_the_code_is_spent(
+    make_client: ClientFactory, alice: User, device: Device, reader: Role
+) -> None:
+    client = make_client(alice.access_key_id, alice.secret_access_key, validate=False)
+    code = current_code(device)
+
+    def assume(duration: int) -> object:
+        return client.assume_role(
+            RoleArn=reader.arn,
+            RoleSessionName="alice",
+            SerialNumber=device.serial,
+            TokenCode=code,
+            DurationSeconds=duration,
+        )
+
+    assert error_of(lambda: assume(3601)) == (
+        "ValidationError",
+        "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
+        400,
+    )
+    assert error_of(lambda: assume(43201)) == (
+        "ValidationError",
+        "1 validation error detected: Value '43201' at 'durationSeconds' failed to satisfy "
+        "constraint: Member must have value less than or equal to 43200",
+        400,
+    )
+    assert error_of(lambda: assume(899))[0] == "ValidationError"
+    assume(3600)
+
+
+def test_external_id_must_match(emu: StsEmulator, alice: User, alice_client: StsClient) -> None:
+    vendor = emu.add_role(
+        account=ADMIN_ACCOUNT, name="Vendor", require_mfa=False, external_id="s3cret-ext"
+    )
+    refusal = assume_role_refusal(alice.arn, vendor.arn)
+    assert error_of(lambda: alice_client.assume_role(RoleArn=vendor.arn, RoleSessionName="v1")) == (
+        refusal
+    )
+    assert (
+        error_of(
+            lambda: alice_client.assume_role(
+                RoleArn=vendor.arn, RoleSessionName="v1", ExternalId="wrong-ext"
+            )
+        )
+        == refusal
+    )
+    alice_client.assume_role(RoleArn=vendor.arn, RoleSessionName="v1", ExternalId="s3cret-ext")
+    assert "s3cret-ext" not in repr(vendor)
+
+
+def test_unknown_role_and_untrusted_user_are_refused(
+    emu: StsEmulator, alice: User, alice_client: StsClient, make_client: ClientFactory
+) -> None:
+    nope = "arn:aws:iam::210987654321:role/Nope"
+    assert error_of(lambda: alice_client.assume_role(RoleArn=nope, RoleSessionName="n1")) == (
+        assume_role_refusal(alice.arn, nope)
+    )
+    bob = emu.add_user("bob")
+    bobs_role = emu.add_role(
+        account=ADMIN_ACCOUNT, name="BobOnly", require_mfa=False, trusted_users=[bob]
+    )
+    assert error_of(
+        lambda: alice_client.assume_role(RoleArn=bobs_role.arn, RoleSessionName="n1")
+    ) == assume_role_refusal(alice.arn, bobs_role.arn)
+    bob_client = make_client(bob.access_key_id, bob.secret_access_key)
+    bob_client.assume_role(RoleArn=bobs_role.arn, RoleSessionName="n1")
+
+
+@pytest.mark.parametrize(
+    ("name", "constraint"),
+    [
+        ("a", "Member must have length greater than or equal to 2"),
+        ("x" * 65, "Member must have length less than or equal to 64"),
+        ("bad name!", r"Member must satisfy regular expression pattern: [\w+=,.@-]*"),
+    ],
+)
+def test_role_session_name_is_validated(
+    make_client: ClientFactory, alice: User, admin: Role, name: str, constraint: str
+) -> None:
+    client = make_client(alice.access_key_id, alice.secret_access_key, validate=False)
+    assert error_of(lambda: client.assume_role(RoleArn=admin.arn, RoleSessionName=name)) == (
+        "ValidationError",
+        f"1 validation error detected: Value '{name}' at 'roleSessionName' failed to satisfy "
+        f"constraint: {constraint}",
+        400,
+    )
+
+
+def test_assume_role_answer_is_shaped_like_aws(emu: StsEmulator, alice: User) -> None:
+    open_role = emu.add_role(account=ADMIN_ACCOUNT, name="Open", require_mfa=False)
+    status, _, body = raw_request(
+        emu,
+        {
+            "Action": "AssumeRole",
+            "Version": "2011-06-15",
+            "RoleArn": open_role.arn,
+            "RoleSessionName": "raw",
+        },
+        user=alice,
+    )
+    assert status == 200, body
+    assert body.startswith(
+        f'<AssumeRoleResponse xmlns="{XMLNS}"><AssumeRoleResult><Credentials><AccessKeyId>ASIA'
+    )
+    assert (
+        f"</Credentials><AssumedRoleUser><AssumedRoleId>{open_role.role_id}:raw</AssumedRoleId>"
+        "<Arn>arn:aws:sts::210987654321:assumed-role/Open/raw</Arn></AssumedRoleUser>"
+        "</AssumeRoleResult><ResponseMetadata><RequestId>"
+    ) in body
+    status, _, body = raw_request(
+        emu, {"Action": "AssumeRole", "Version": "2011-06-15", "RoleArn": open_role.arn}, user=alice
+    )
+    assert status == 400
+    assert (
+        "1 validation error detected: Value null at 'roleSessionName' failed to satisfy "
+        "constraint: Member must not be null"
+    ) in body
+
+
+# --------------------------------------------------------------------------- IAM: MFA devices
+
+
+def test_enroll_a_virtual_device_from_creation_to_deletion(
+    emu: StsEmulator, make_client: ClientFactory
+) -> None:
+    bob = emu.add_user("bob")
+    iam = iam_client(make_client, bob)
+    sts = make_client(bob.access_key_id, bob.secret_access_key)
+
+    user = iam.get_user()["User"]
+    assert (user["UserName"], user["Arn"], user["UserId"], user["Path"]) == (
+        "bob",
+        bob.arn,
+        bob.user_id,
+        "/",
+    )
+    assert abs(seconds_left(user["CreateDate"])) < 60
+
+    created = iam.create_virtual_mfa_device(VirtualMFADeviceName="bob-phone")["VirtualMFADevice"]
+    serial = created["SerialNumber"]
+    seed = created["Base32StringSeed"].decode("ascii")  # botocore decoded the base64 blob
+    assert serial == "arn:aws:iam::123456789012:mfa/bob-phone"
+    assert re.fullmatch(r"[A-Z2-7]{64}", seed)
+    assert created["QRCodePNG"].startswith(b"\x89PNG\r\n\x1a\n")
+    assert emu.virtual_devices() == [VirtualDevice(serial, seed, None)]
+    assert seed not in repr(emu.virtual_devices())
+    assert iam.list_mfa_devices()["MFADevices"] == []
+
+    code1, code2 = codes_at(seed, -1, 0)
+    iam.enable_mfa_device(
+        UserName="bob", SerialNumber=serial, AuthenticationCode1=code1, AuthenticationCode2=code2
+    )
+    (listed,) = iam.list_mfa_devices(UserName="bob")["MFADevices"]
+    assert (listed["UserName"], listed["SerialNumber"]) == ("bob", serial)
+    assert abs(seconds_left(listed["EnableDate"])) < 60
+    assert emu.virtual_devices() == [VirtualDevice(serial, seed, "bob")]
+
+    # The device now works for GetSessionToken, but not with a code enabling already used.
+    assert error_of(lambda: sts.get_session_token(SerialNumber=serial, TokenCode=code2)) == (
+        "AccessDenied",
+        MFA_BAD_CODE,
+        403,
+    )
+    (next_code,) = codes_at(seed, 1)
+    mfa_iam = client_for(
+        make_client,
+        sts.get_session_token(SerialNumber=serial, TokenCode=next_code)["Credentials"],
+        service="iam",
+    )
+    assert error_of(
+        lambda: mfa_iam.enable_mfa_device(
+            UserName="bob",
+            SerialNumber=serial,
+            AuthenticationCode1=code1,
+            AuthenticationCode2=code2,
+        )
+    ) == ("EntityAlreadyExists", "MFA Device is already in use.", 409)
+    assert error_of(lambda: mfa_iam.delete_virtual_mfa_device(SerialNumber=serial)) == (
+        "DeleteConflict",
+        "MFA Device is already in use.",
+        409,
+    )
+    mfa_iam.deactivate_mfa_device(UserName="bob", SerialNumber=serial)
+    assert mfa_iam.list_mfa_devices()["MFADevices"] == []
+    assert emu.virtual_devices() == [VirtualDevice(serial, seed, None)]
+    mfa_iam.delete_virtual_mfa_device(SerialNumber=serial)
+    assert emu.virtual_devices() == []
+    assert error_of(lambda: mfa_iam.delete_virtual_mfa_device(SerialNumber=serial)) == (
+        "NoSuchEntity",
+        f"MFA device with serial number {serial} does not exist.",
+        404,
+    )
+    assert [c.action for c in emu.calls()] == [
+        "GetUser",
+        "CreateVirtualMFADevice",
+        "ListMFADevices",
+        "EnableMFADevice",
+        "ListMFADevices",
+        "GetSessionToken",
+        "GetSessionToken",
+        "EnableMFADevice",
+        "DeleteVirtualMFADevice",
+        "DeactivateMFADevice",
+        "ListMFADevices",
+        "DeleteVirtualMFADevice",
+        "DeleteVirtualMFADevice",
+    ]
+    dumped = json.dumps([asdict(c) for c in emu.calls()])
+    for secret in (seed, code1, code2, next_code):
+        assert secret not in dumped
+
+
+def test_enabling_takes_two_consecutive_valid_codes(
+    emu: StsEmulator, make_client: ClientFactory
+) -> None:
+    bob = emu.add_user("bob")
+    iam = iam_client(make_client, bob)
+    created = iam.create_virtual_mfa_device(VirtualMFADeviceName="bob")["VirtualMFADevice"]
+    seed = created["Base32StringSeed"].decode("ascii")
+
+    def enable(code1: str, code2: str) -> object:
+        return iam.enable_mfa_device(
+            UserName="bob",
+            SerialNumber=created["SerialNumber"],
+            AuthenticationCode1=code1,
+            AuthenticationCode2=code2,
+        )
+
+    now, previous, following = codes_at(seed, 0, -1, 1)
+    wrong = code_outside_window(Device("x", seed))
+    for code1, code2 in [
+        (now, now),  # the same step twice
+        (now, previous),  # consecutive, but in the wrong order
+        (previous, following),  # valid codes two steps apart
+        tuple(codes_at(seed, -6, -5)),  # consecutive, but too old
+        (wrong, now),
+        (previous, wrong),
+    ]:
+        assert error_of(functools.partial(enable, code1, code2)) == BAD_AUTHENTICATION_CODE
+    assert emu.virtual_devices()[0].user_name is None
+    enable(previous, now)
+    assert emu.virtual_devices()[0].user_name == "bob"
+
+
+def test_authentication_codes_are_validated_without_being_echoed(
+    emu: StsEmulator, make_client: ClientFactory
+) -> None:
+    bob = emu.add_user("bob")
+    iam = make_client(bob.access_key_id, bob.secret_access_key, service="iam", validate=False)
+    assert error_of(
+        lambda: iam.enable_mfa_device(
+            UserName="bob",
+            SerialNumber="arn:aws:iam::123456789012:mfa/bob",
+            AuthenticationCode1="12345a",
+            AuthenticationCode2="1234567",
+        )
+    ) == (
+        "ValidationError",
+        "2 validation errors detected: Value at 'authenticationCode1' failed to satisfy "
+        r"constraint: Member must satisfy regular expression pattern: [\d]+; "
+        "Value at 'authenticationCode2' failed to satisfy constraint: "
+        "Member must have length less than or equal to 6",
+        400,
+    )
+
+
+def test_device_name_is_unique_in_the_account_and_path_goes_in_the_serial(
+    emu: StsEmulator, make_client: ClientFactory
+) -> None:
+    bob = emu.add_user("bob")
+    carol = emu.add_user("carol", account=ADMIN_ACCOUNT)
+    iam = iam_client(make_client, bob)
+    iam.create_virtual_mfa_device(VirtualMFADeviceName="shared")
+    taken = (
+        "EntityAlreadyExists",
+        "MFADevice entity at the same path and name already exists.",
+        409,
+    )
+    assert error_of(lambda: iam.create_virtual_mfa_device(VirtualMFADeviceName="shared")) == taken
+    assert (
+        error_of(
+            lambda: iam.create_virtual_mfa_device(VirtualMFADeviceName="shared", Path="/team/")
+        )
+        == taken
+    )
+    team = iam.create_virtual_mfa_device(VirtualMFADeviceName="team-dev", Path="/team/")
+    assert team["VirtualMFADevice"]["SerialNumber"] == "arn:aws:iam::123456789012:mfa/team/team-dev"
+    other = iam_client(make_client, carol).create_virtual_mfa_device(VirtualMFADeviceName="shared")
+    assert other["VirtualMFADevice"]["SerialNumber"] == "arn:aws:iam::210987654321:mfa/shared"
+
+
+def test_changing_devices_once_enrolled_takes_an_mfa_session(
+    alice: User, device: Device, alice_client: StsClient, make_client: ClientFactory
+) -> None:
+    explicit_deny = " with an explicit deny in an identity-based policy"
+    new_serial = "arn:aws:iam::123456789012:mfa/alice-new"
+    long_term = iam_client(make_client, alice)
+    plain = client_for(make_client, alice_client.get_session_token()["Credentials"], "iam")
+    for client in (long_term, plain):
+        create = functools.partial(
+            client.create_virtual_mfa_device, VirtualMFADeviceName="alice-new"
+        )
+        assert error_of(create) == (
+            "AccessDenied",
+            not_authorized(alice.arn, "iam:CreateVirtualMFADevice", new_serial, explicit_deny),
+            403,
+        )
+        deactivate = functools.partial(
+            client.deactivate_mfa_device, UserName="alice", SerialNumber=device.serial
+        )
+        assert error_of(deactivate) == (
+            "AccessDenied",
+            not_authorized(alice.arn, "iam:DeactivateMFADevice", alice.arn, explicit_deny),
+            403,
+        )
+        delete = functools.partial(client.delete_virtual_mfa_device, SerialNumber=device.serial)
+        assert error_of(delete)[0] == "AccessDenied"
+        client.list_mfa_devices()  # reading is always allowed
+    mfa = client_for(make_client, mfa_credentials(alice_client, device), "iam")
+    mfa.create_virtual_mfa_device(VirtualMFADeviceName="alice-new")
+    mfa.delete_virtual_mfa_device(SerialNumber=new_serial)
+    mfa.deactivate_mfa_device(SerialNumber=device.serial)  # UserName defaults to the caller
+    # Without a device, long-term keys may enroll again.
+    long_term.create_virtual_mfa_device(VirtualMFADeviceName="alice-new")
+
+
+def test_users_manage_only_their_own_devices(
+    emu: StsEmulator, alice: User, make_client: ClientFactory
+) -> None:
+    bob = emu.add_user("bob")
+    iam = iam_client(make_client, bob)
+    serial = iam.create_virtual_mfa_device(VirtualMFADeviceName="bob")["VirtualMFADevice"][
+        "SerialNumber"
+    ]
+    code1, code2 = codes_at(emu.virtual_devices()[0].seed, -1, 0)
+    because = " because no identity-based policy allows the iam:EnableMFADevice action"
+    assert error_of(
+        lambda: iam.enable_mfa_device(
+            UserName="alice",
+            SerialNumber=serial,
+            AuthenticationCode1=code1,
+            AuthenticationCode2=code2,
+        )
+    ) == ("AccessDenied", not_authorized(bob.arn, "iam:EnableMFADevice", alice.arn, because), 403)
+    assert error_of(lambda: iam.list_mfa_devices(UserName="alice"))[0] == "AccessDenied"
+    assert error_of(lambda: iam.get_user(UserName="alice"))[0] == "AccessDenied"
+
+
+def test_a_ninth_device_exceeds_the_quota(emu: StsEmulator, make_client: ClientFactory) -> None:
+    bob = emu.add_user("bob")
+    devices = [emu.add_mfa_device(bob, name=f"bob{n}") for n in range(8)]
+    sts = make_client(bob.access_key_id, bob.secret_access_key)
+    mfa = client_for(make_client, mfa_credentials(sts, devices[0]), "iam")
+    assert len(mfa.list_mfa_devices()["MFADevices"]) == 8
+    serial = mfa.create_virtual_mfa_device(VirtualMFADeviceName="bob8")["VirtualMFADevice"][
+        "SerialNumber"
+    ]
+    code1, code2 = codes_at(emu.virtual_devices()[-1].seed, -1, 0)
+    assert error_of(
+        lambda: mfa.enable_mfa_device(
+            UserName="bob",
+            SerialNumber=serial,
+            AuthenticationCode1=code1,
+            AuthenticationCode2=code2,
+        )
+    ) == ("LimitExceeded", "Cannot exceed quota for MFADevicesPerUser: 8", 409)
+
+
+def test_root_user_reads_but_cannot_enroll_or_assume_roles(
+    emu: StsEmulator, make_client: ClientFactory, admin: Role
+) -> None:
+    root = emu.add_user("root", account="123456789012", root=True)
+    assert root.arn == "arn:aws:iam::123456789012:root"
+    sts = make_client(root.access_key_id, root.secret_access_key)
+    identity = sts.get_caller_identity()
+    assert (identity["Arn"], identity["UserId"]) == (root.arn, "123456789012")
+    iam = iam_client(make_client, root)
+    user = iam.get_user()["User"]
+    assert (user["Arn"], user["UserId"], "UserName" in user) == (root.arn, "123456789012", False)
+    serial = "arn:aws:iam::123456789012:mfa/root-account-mfa-device"
+    assert error_of(
+        lambda: iam.create_virtual_mfa_device(VirtualMFADeviceName="root-account-mfa-device")
+    ) == ("AccessDenied", not_authorized(root.arn, "iam:CreateVirtualMFADevice", serial), 403)
+    code, _, status = error_of(
+        lambda: iam.enable_mfa_device(
+            UserName="root",
+            SerialNumber=serial,
+            AuthenticationCode1="123456",
+            AuthenticationCode2="234567",
+        )
+    )
+    assert (code, status) == ("AccessDenied", 403)
+    assert error_of(lambda: sts.assume_role(RoleArn=admin.arn, RoleSessionName="root")) == (
+        "AccessDenied",
+        "Roles may not be assumed by root accounts.",
+        403,
+    )
+    # Root sessions last at most an hour: AWS cuts longer requests short.
+    expiration = sts.get_session_token(DurationSeconds=7200)["Credentials"]["Expiration"]
+    assert 3600 - 5 <= seconds_left(expiration) <= 3600
+
+
+def test_role_sessions_have_no_iam_user(
+    emu: StsEmulator, alice_client: StsClient, make_client: ClientFactory
+) -> None:
+    open_role = emu.add_role(account=ADMIN_ACCOUNT, name="Open", require_mfa=False)
+    credentials = alice_client.assume_role(RoleArn=open_role.arn, RoleSessionName="r1")[
+        "Credentials"
+    ]
+    iam = client_for(make_client, credentials, "iam")
+    assert error_of(iam.get_user) == (
+        "ValidationError",
+        "Must specify userName when calling with non-User credentials",
+        400,
+    )
+    assert error_of(lambda: iam.create_virtual_mfa_device(VirtualMFADeviceName="r"))[0] == (
+        "AccessDenied"
+    )
+
+
+def test_iam_is_signed_for_iam_and_answers_in_its_namespace(emu: StsEmulator, alice: User) -> None:
+    get_user = {"Action": "GetUser", "Version": IAM_VERSION}
+    status, _, body = raw_request(emu, get_user, user=alice, service="iam")
+    assert status == 200, body
+    assert body.startswith(f'<GetUserResponse xmlns="{IAM_XMLNS}"><GetUserResult><User>')
+    status, _, body = raw_request(emu, get_user, user=alice, service="sts")
+    assert status == 403
+    assert body.startswith(f'<ErrorResponse xmlns="{IAM_XMLNS}"><Error><Type>Sender</Type>')
+    assert "<Message>Credential should be scoped to correct service: 'iam'. </Message>" in body
+    status, _, body = raw_request(
+        emu, {"Action": "GetCallerIdentity", "Version": "2011-06-15"}, user=alice, service="iam"
+    )
+    assert (status, "Credential should be scoped to correct service: 'sts'. " in body) == (
+        403,
+        True,
+    )
+
+    create = {"Action": "CreateVirtualMFADevice", "Version": IAM_VERSION}
+    raw_request(emu, {**create, "VirtualMFADeviceName": "raw"}, user=alice, service="iam")
+    delete = {
+        "Action": "DeleteVirtualMFADevice",
+        "Version": IAM_VERSION,
+        "SerialNumber": "arn:aws:iam::123456789012:mfa/raw",
+    }
+    status, headers, body = raw_request(emu, delete, user=alice, service="iam")
+    assert (status, body) == (
+        200,
+        f'<DeleteVirtualMFADeviceResponse xmlns="{IAM_XMLNS}"><ResponseMetadata>'
+        f"<RequestId>{headers['x-amzn-requestid']}</RequestId></ResponseMetadata>"
+        "</DeleteVirtualMFADeviceResponse>",
+    )
+
+
+def test_iam_endpoint_from_the_environment_and_fail_next(
+    emu: StsEmulator, alice: User, device: Device, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_IAM", emu.url)
+    session = botocore.session.Session()
+    session.register_component("data_loader", SHARED_LOADER)
+    client: StsClient = session.create_client(
+        "iam",
+        region_name="us-east-1",
+        aws_access_key_id=alice.access_key_id,
+        aws_secret_access_key=alice.secret_access_key,
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+    try:
+        emu.fail_next("ListMFADevices", "ServiceFailure", "Request processing failed", 500)
+        assert error_of(client.list_mfa_devices) == (
+            "ServiceFailure",
+            "Request processing failed",
+            500,
+        )
+        assert len(client.list_mfa_devices()["MFADevices"]) == 1
+    finally:
+        client.close()
+    assert [c.outcome for c in emu.calls("ListMFADevices")] == ["ServiceFailure", "ok"]
 
 
 # --------------------------------------------------------------------------- command line
