@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -355,6 +356,12 @@ def _clear(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
     cache = SessionCache.from_environ(environ)
     profile = None if args.all else (args.profile or default_profile(environ))
+    if profile is not None:
+        from mfa_session.config import AwsFiles
+
+        # `clear --profile dev` means the key profile that dev's sessions come from.
+        with contextlib.suppress(MfaSessionError):
+            profile = AwsFiles(environ).plan(profile).mfa.name
     removed = 0
     for entry in cache.entries():
         if profile is None or entry.key.profile == profile:

@@ -315,7 +315,7 @@ def choose_source(
     raise CodeError(
         f"no way to get an MFA code for profile {device.profile!r}: no terminal and no display",
         hint=f"pass --token-code, set mfa_process in the profile, or store the seed with "
-        f"'mfa-session totp set --profile {device.profile}'",
+        f"'keyring set mfa-session {device.serial}'",
     )
 
 
@@ -343,7 +343,8 @@ def parse_seed(secret: str, origin: str) -> object:
 
     secret = secret.strip()
     invalid = CodeError(
-        f"{origin} is not a valid TOTP seed", hint="store it again with 'mfa-session totp set'"
+        f"{origin} is not a valid TOTP seed",
+        hint="store it again with 'keyring set mfa-session SERIAL'",
     )
     totp: Any
     try:

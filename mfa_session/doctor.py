@@ -169,7 +169,7 @@ def _check_code_source(
                 OK,
                 "no seed or mfa_process: you will be asked on the "
                 "terminal (not when an SDK runs without one)",
-                f"to skip the prompt: mfa-session totp set --profile {name}",
+                f"to skip the prompt: keyring set mfa-session {serial}",
             )
         )
         return
@@ -179,7 +179,7 @@ def _check_code_source(
             FAIL,
             "no code source: no mfa_process, no seed in the "
             f"keyring ({_keyring_name()}), no terminal",
-            f"run 'mfa-session totp set --profile {name}' or set mfa_process",
+            f"run 'keyring set mfa-session {serial}' or set mfa_process",
         )
     )
 

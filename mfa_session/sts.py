@@ -5,6 +5,7 @@ the cache-hit path.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from mfa_session.config import MfaProfile, RoleHop
@@ -101,7 +102,8 @@ def _new_client(mfa: MfaProfile, via: Credentials | None) -> BaseClient:
     session = botocore.session.Session(profile=mfa.name)
     region = session.get_config_variable("region") or "us-east-1"
     options: dict[str, Any] = {"connect_timeout": 10}
-    if not session.get_config_variable("retry_mode"):
+    # botocore always reports a default retry_mode; only the user's own choice may win.
+    if not (session.get_scoped_config().get("retry_mode") or os.environ.get("AWS_RETRY_MODE")):
         options["retries"] = {"mode": "standard"}
     if via is None:
         key_id, secret, token = mfa.keys.access_key_id, mfa.keys.secret_access_key, None
@@ -186,7 +188,7 @@ def _client_error(code: str, message: str, mfa: MfaProfile, hop: RoleHop | None)
             hint="create a new access key in IAM and put it in the credentials file",
         )
     if code == "SignatureDoesNotMatch":
-        if "expired" in message.lower():
+        if "expired" in message.lower() or "not yet current" in message.lower():
             return StsError(
                 "STS refused the request because this computer's clock is off",
                 hint="sync the clock (e.g. 'timedatectl set-ntp true'); TOTP codes need it too",
