@@ -7,7 +7,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from mfa_session import __version__, debug, environment
 from mfa_session.errors import MfaSessionError, UsageError
@@ -202,21 +202,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
 
 def _dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    if args.command == "credential-process":
-        return _credential_process(args, environ)
-    if args.command == "status":
-        return _status(args, environ)
-    if args.command == "clear":
-        return _clear(args, environ)
-    if args.command == "exec":
-        return _exec(args, environ)
-    if args.command == "export":
-        return _export(args, environ)
-    if args.command == "init":
-        return _init(args, environ)
-    if args.command == "doctor":
-        return _doctor(args, environ)
-    raise UsageError(f"unknown command {args.command!r}")
+    return _HANDLERS[args.command](args, environ)
 
 
 def _refuse_recursion(environ: Mapping[str, str]) -> None:
@@ -387,3 +373,14 @@ def _doctor(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             print(f"      fix: {finding.fix}")
     print("all good" if not failed else "some checks failed")
     return 1 if failed else 0
+
+
+_HANDLERS: dict[str, Callable[[argparse.Namespace, Mapping[str, str]], int]] = {
+    "credential-process": _credential_process,
+    "exec": _exec,
+    "export": _export,
+    "status": _status,
+    "clear": _clear,
+    "init": _init,
+    "doctor": _doctor,
+}
