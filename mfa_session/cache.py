@@ -240,13 +240,16 @@ def ensure_private_dir(path: str) -> None:
         os.chmod(path, 0o700)  # ours and not writable by others: just make it private
 
 
-def atomic_write(path: str, text: str) -> None:
-    """Write a 0600 file so that readers see the old or the new content, never a part."""
+def atomic_write(path: str, text: str, mode: int = 0o600, newline: str | None = None) -> None:
+    """Write a file (0600 unless told) so that readers see the old or the new content,
+    never a part."""
     folder, name = os.path.split(path)
     temporary = os.path.join(folder, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        if mode != 0o600:
+            os.fchmod(descriptor, mode)
+        with os.fdopen(descriptor, "w", encoding="utf-8", newline=newline) as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())

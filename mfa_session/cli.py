@@ -77,7 +77,13 @@ def _add_credential_process(commands: argparse._SubParsersAction[_Parser], commo
 
 
 def _add_status(commands: argparse._SubParsersAction[_Parser], common: _Parser) -> None:
-    status = commands.add_parser("status", parents=[common], help="list cached sessions")
+    status = commands.add_parser(
+        "status",
+        parents=[common],
+        help="list cached sessions and each profile's code source",
+        description="List cached sessions, and for each MFA profile the device and where "
+        "its next code comes from.",
+    )
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -143,6 +149,48 @@ def _add_doctor(commands: argparse._SubParsersAction[_Parser], common: _Parser) 
     doctor.add_argument("--offline", action="store_true", help="skip the clock check with STS")
 
 
+def _add_totp(commands: argparse._SubParsersAction[_Parser], common: _Parser) -> None:
+    totp = commands.add_parser(
+        "totp",
+        parents=[common],
+        help="keep a TOTP seed in the OS keyring: codes with no phone",
+        description="Manage the TOTP seed of a profile's MFA device in the OS keyring "
+        "(service mfa-session, user = the device's serial ARN).",
+    )
+    actions = totp.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    actions.required = True
+    for action, text in (
+        ("set", "store a seed read from a hidden prompt or stdin (never from arguments)"),
+        ("code", "print the current code"),
+        ("remove", "delete the stored seed"),
+    ):
+        parser = actions.add_parser(action, parents=[common], help=text, description=text)
+        parser.add_argument("--profile", help="default: AWS_PROFILE, else MFA_SESSION_PROFILE")
+
+
+def _add_enroll(commands: argparse._SubParsersAction[_Parser], common: _Parser) -> None:
+    enroll = commands.add_parser(
+        "enroll",
+        parents=[common],
+        help="create and enable a virtual MFA device from the terminal",
+        description="Create a virtual MFA device with IAM, show its QR code, keep its seed "
+        "in the keyring, enable it with two consecutive codes and set mfa_serial in the "
+        "profile. Anything created is deleted again if a step fails.",
+    )
+    enroll.add_argument("--profile", help="the profile with the IAM user's keys")
+    enroll.add_argument("--device-name", help="the device's name in IAM (default: user name)")
+    enroll.add_argument(
+        "--no-store",
+        dest="store",
+        action="store_false",
+        help="do not keep the seed: scan the QR code and type two codes from your app",
+    )
+    enroll.add_argument(
+        "--no-qr", dest="show_qr", action="store_false", help="do not show the QR code"
+    )
+    enroll.add_argument("--qr-png", metavar="PATH", help="also save the QR code (a new 0600 file)")
+
+
 _COMMANDS = {
     "credential-process": _add_credential_process,
     "exec": _add_exec,
@@ -151,6 +199,8 @@ _COMMANDS = {
     "clear": _add_clear,
     "init": _add_init,
     "doctor": _add_doctor,
+    "totp": _add_totp,
+    "enroll": _add_enroll,
 }
 
 
@@ -292,10 +342,10 @@ def _init(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 def _status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from mfa_session.cache import SessionCache
 
-    rows = []
+    sessions = []
     for entry in SessionCache.from_environ(environ).entries():
         credentials = entry.credentials
-        rows.append(
+        sessions.append(
             {
                 "profile": entry.key.profile,
                 "role_arn": entry.key.role_arn,
@@ -304,30 +354,62 @@ def _status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 "seconds_left": max(0, credentials.seconds_left()),
             }
         )
-    rows.sort(key=lambda row: (str(row["profile"]), str(row["role_arn"] or "")))
+    sessions.sort(key=lambda row: (str(row["profile"]), str(row["role_arn"] or "")))
+    profiles = _code_sources(environ)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"sessions": sessions, "profiles": profiles}, indent=2))
         return 0
-    if not rows:
-        print("no cached sessions")
-        return 0
-    table = [("PROFILE", "ROLE", "EXPIRES (UTC)", "LEFT")]
-    for row in rows:
-        left = int(str(row["seconds_left"]))
-        table.append(
-            (
-                str(row["profile"]),
-                str(row["role_arn"] or "-"),
-                str(row["expiration"]),
-                format_left(left),
-            )
+    if sessions:
+        _print_table(
+            ("PROFILE", "ROLE", "EXPIRES (UTC)", "LEFT"),
+            [
+                (
+                    str(row["profile"]),
+                    str(row["role_arn"] or "-"),
+                    str(row["expiration"]),
+                    format_left(int(str(row["seconds_left"]))),
+                )
+                for row in sessions
+            ],
         )
-    widths = [max(len(line[column]) for line in table) for column in range(4)]
+    else:
+        print("no cached sessions")
+    if profiles:
+        print()
+        _print_table(
+            ("PROFILE", "MFA DEVICE", "CODE FROM"),
+            [(row["profile"], row["mfa_serial"], row["code_source"]) for row in profiles],
+        )
+    return 0
+
+
+def _code_sources(environ: Mapping[str, str]) -> list[dict[str, str]]:
+    """Each profile that leads to an MFA session, its device and where its code comes from."""
+    from mfa_session.codes import planned_source
+    from mfa_session.config import AwsFiles
+
+    try:
+        files = AwsFiles(environ)
+    except MfaSessionError:
+        return []  # `doctor` says what is wrong with the files
+    rows = []
+    for name in files.names():
+        try:
+            mfa = files.plan(name).mfa
+        except MfaSessionError:
+            continue
+        source = planned_source(mfa.mfa_serial, mfa.profile.mfa_process, environ)
+        rows.append({"profile": name, "mfa_serial": mfa.mfa_serial, "code_source": source})
+    return rows
+
+
+def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    table = [header, *rows]
+    widths = [max(len(line[column]) for line in table) for column in range(len(header))]
     for line in table:
         print(
             "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         )
-    return 0
 
 
 def format_left(seconds: int) -> str:
@@ -358,6 +440,66 @@ def _clear(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return 0
 
 
+def _mfa_serial_of(profile: str, environ: Mapping[str, str]) -> str:
+    """The serial a profile's codes are for: its own, or the one its keys profile names."""
+    from mfa_session.config import AwsFiles
+    from mfa_session.errors import ConfigError
+
+    files = AwsFiles(environ)
+    try:
+        return files.plan(profile).mfa.mfa_serial
+    except ConfigError:
+        serial = files.profile(profile).mfa_serial
+        if serial:
+            return serial
+        raise
+
+
+def _totp(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from mfa_session import seeds
+    from mfa_session.errors import CodeError
+
+    profile = args.profile or default_profile(environ)
+    serial = _mfa_serial_of(profile, environ)
+    if args.action == "set":
+        secret = seeds.read_seed_input()
+        seeds.parse_seed(secret, "the seed")
+        replaced = seeds.read_seed(serial) is not None
+        seeds.store_seed(serial, secret)
+        verb = "replaced the stored" if replaced else "stored the"
+        print(f"{verb} TOTP seed for {serial} in the keyring ({seeds.backend_name()})")
+        print(f"check it: 'mfa-session totp code --profile {profile}' shows your app's code")
+        return 0
+    if args.action == "remove":
+        if not seeds.remove_seed(serial):
+            raise CodeError(f"no TOTP seed is stored for {serial}")
+        print(f"removed the TOTP seed for {serial} from the keyring")
+        return 0
+    secret_text = seeds.read_seed(serial)
+    if not secret_text:
+        raise CodeError(
+            f"no TOTP seed is stored for {serial} (profile {profile!r})",
+            hint=f"store one with 'mfa-session totp set --profile {profile}'",
+        )
+    totp = seeds.parse_seed(secret_text, f"the keyring seed for {serial}")
+    print(totp.now())
+    return 0
+
+
+def _enroll(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from mfa_session.enroll import EnrollOptions, enroll
+
+    options = EnrollOptions(
+        profile=args.profile or default_profile(environ),
+        device_name=args.device_name,
+        store=args.store,
+        show_qr=args.show_qr,
+        qr_png=args.qr_png,
+    )
+    enroll(options, environ, say=lambda message: print(message, flush=True))
+    return 0
+
+
 def _doctor(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from mfa_session import doctor
 
@@ -383,4 +525,6 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace, Mapping[str, str]], int]] = {
     "clear": _clear,
     "init": _init,
     "doctor": _doctor,
+    "totp": _totp,
+    "enroll": _enroll,
 }

@@ -14,16 +14,14 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO
 
 from mfa_session import environment
 from mfa_session.cache import AcceptedCode, SessionCache, code_digest
-from mfa_session.debug import debug
 from mfa_session.errors import CodeError
 
 STEP_SECONDS = 30
 PROMPT_TRIES = 3
-KEYRING_SERVICE = "mfa-session"
 _SIX_DIGITS = re.compile(r"[0-9]{6}")
 _PROCESS_TIMEOUT = 120
 _GUI_TIMEOUT = 300
@@ -304,6 +302,8 @@ def choose_source(
         return GivenCode(device, given, given_origin)
     if mfa_process:
         return ProcessCode(device, mfa_process)
+    from mfa_session.seeds import load_seed
+
     totp = load_seed(device.serial)
     if totp is not None:
         return SeedCode(device, totp)
@@ -315,49 +315,24 @@ def choose_source(
     raise CodeError(
         f"no way to get an MFA code for profile {device.profile!r}: no terminal and no display",
         hint=f"pass --token-code, set mfa_process in the profile, or store the seed with "
-        f"'keyring set mfa-session {device.serial}'",
+        f"'mfa-session totp set --profile {device.profile}'",
     )
 
 
-def load_seed(serial: str) -> object | None:
-    """A pyotp TOTP from the keyring entry for this serial; no backend means no seed."""
-    import keyring
-    import keyring.errors
+def planned_source(serial: str, mfa_process: str | None, environ: Mapping[str, str]) -> str:
+    """Which source a new session would take its code from, as `status` shows it."""
+    from mfa_session.seeds import KeyringUnavailable, read_seed
 
+    if environ.get(environment.TOKEN_CODE):
+        return environment.TOKEN_CODE
+    if mfa_process:
+        return "mfa_process"
     try:
-        secret = keyring.get_password(KEYRING_SERVICE, serial)
-    except keyring.errors.KeyringError as exc:
-        debug("keyring unavailable: %s", type(exc).__name__)
-        return None
-    except Exception as exc:
-        debug("keyring backend failed: %s", type(exc).__name__)
-        return None
-    if not secret:
-        return None
-    return parse_seed(secret, f"the keyring seed for {serial}")
-
-
-def parse_seed(secret: str, origin: str) -> object:
-    """A base32 seed or an otpauth:// URI, checked by generating one code."""
-    import pyotp
-
-    secret = secret.strip()
-    invalid = CodeError(
-        f"{origin} is not a valid TOTP seed",
-        hint="store it again with 'keyring set mfa-session SERIAL'",
-    )
-    totp: Any
-    try:
-        if secret.lower().startswith("otpauth://"):
-            totp = pyotp.parse_uri(secret)
-        else:
-            totp = pyotp.TOTP(secret.replace(" ", "").upper())
-        totp.at(0)
-    except Exception as exc:  # pyotp raises several types for a bad seed
-        raise invalid from exc
-    if not isinstance(totp, pyotp.TOTP):  # an HOTP URI: counters, not time steps
-        raise invalid
-    return totp
+        if read_seed(serial):
+            return "keyring seed"
+    except KeyringUnavailable:
+        return "prompt (no keyring)"
+    return "prompt"
 
 
 def _dialog_command(environ: Mapping[str, str]) -> Callable[[str], list[str]] | None:

@@ -226,10 +226,11 @@ class AwsFiles:
             )
         return Profile(name, dict(settings))
 
-    def plan(self, name: str) -> SessionPlan:
+    def plan(self, name: str, mfa_serial: str | None = None) -> SessionPlan:
         """How to make a profile's credentials: the keys and device for GetSessionToken,
         then the roles to assume, following source_profile and profiles whose
-        credential_process is mfa-session itself, as the AWS SDKs would."""
+        credential_process is mfa-session itself, as the AWS SDKs would.
+        ``mfa_serial`` names the device when the files do not (enroll's first code)."""
         hops: list[RoleHop] = []
         notes: list[str] = []
         chain = [name]
@@ -273,7 +274,11 @@ class AwsFiles:
                 f"profile {profile.name!r} holds temporary credentials (aws_session_token)",
                 hint="mfa-session needs the IAM user's long-term access keys in that profile",
             )
-        serial = profile.mfa_serial or next((h.mfa_serial for h in hops if h.mfa_serial), None)
+        serial = (
+            mfa_serial
+            or profile.mfa_serial
+            or next((h.mfa_serial for h in hops if h.mfa_serial), None)
+        )
         if not serial:
             raise ConfigError(
                 f"profile {name!r} has no mfa_serial",

@@ -12,7 +12,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
-from mfa_session import codes, environment
+from mfa_session import codes, environment, seeds
 from mfa_session.cache import default_cache_dir, ensure_private_dir
 from mfa_session.config import AwsFiles, SessionPlan, is_own_command
 from mfa_session.errors import MfaSessionError
@@ -153,7 +153,7 @@ def _check_code_source(
             findings.append(Finding(check, OK, "mfa_process printed a six-digit code"))
         return
     try:
-        seed = codes.load_seed(serial)
+        seed = seeds.load_seed(serial)
     except MfaSessionError as exc:
         findings.append(Finding(check, FAIL, exc.message, exc.hint))
         return
@@ -169,7 +169,7 @@ def _check_code_source(
                 OK,
                 "no seed or mfa_process: you will be asked on the "
                 "terminal (not when an SDK runs without one)",
-                f"to skip the prompt: keyring set mfa-session {serial}",
+                f"to skip the prompt: mfa-session totp set --profile {name}",
             )
         )
         return
@@ -178,19 +178,10 @@ def _check_code_source(
             check,
             FAIL,
             "no code source: no mfa_process, no seed in the "
-            f"keyring ({_keyring_name()}), no terminal",
-            f"run 'keyring set mfa-session {serial}' or set mfa_process",
+            f"keyring ({seeds.backend_name()}), no terminal",
+            f"run 'mfa-session totp set --profile {name}' or set mfa_process",
         )
     )
-
-
-def _keyring_name() -> str:
-    try:
-        import keyring
-
-        return type(keyring.get_keyring()).__name__
-    except Exception:  # any backend failure means "no usable keyring" here
-        return "no usable backend"
 
 
 def _check_helper_lines(

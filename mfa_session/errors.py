@@ -38,3 +38,13 @@ class UsageError(MfaSessionError):
     """The command line is wrong (exit status 2, like argparse)."""
 
     exit_status = 2
+
+
+class IamError(MfaSessionError):
+    """IAM refused or could not be reached while managing an MFA device."""
+
+
+class Interrupted(MfaSessionError):
+    """The person stopped a command half-way (Ctrl-C, a closed terminal)."""
+
+    exit_status = 130

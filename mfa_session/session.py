@@ -38,6 +38,7 @@ class SessionRequest:
     __slots__ = (
         "duration",
         "external_id",
+        "mfa_serial",
         "min_remaining",
         "profile",
         "role_arn",
@@ -54,6 +55,7 @@ class SessionRequest:
         role_arn: str | None = None,
         external_id: str | None = None,
         role_session_name: str | None = None,
+        mfa_serial: str | None = None,
     ) -> None:
         self.profile = profile
         self.duration = duration
@@ -62,6 +64,7 @@ class SessionRequest:
         self.role_arn = role_arn
         self.external_id = external_id
         self.role_session_name = role_session_name
+        self.mfa_serial = mfa_serial  # a device the files do not name yet (enroll)
 
 
 class Session:
@@ -84,7 +87,7 @@ def get_session(
     that leads to the same session, the shell prompt can find the session by it.
     """
     files = AwsFiles(environ)
-    plan = files.plan(request.profile)
+    plan = files.plan(request.profile, request.mfa_serial)
     hops = _hops(plan, request)
     builder = _Builder(plan, hops, request, environ, SessionCache.from_environ(environ))
     credentials = builder.credentials(len(hops))

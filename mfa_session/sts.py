@@ -71,8 +71,12 @@ class Sts:
 
     def user_name(self, via: Credentials | None) -> str:
         """The IAM user's name, from GetCallerIdentity (e.g. for a role session name)."""
-        arn = str(self._call(via, "get_caller_identity", None)["Arn"])
+        arn = self.caller_arn(via)
         return arn.rsplit("/", 1)[-1] if ":user/" in arn else arn.rsplit(":", 1)[-1]
+
+    def caller_arn(self, via: Credentials | None) -> str:
+        """Who the keys belong to; GetCallerIdentity needs no permission at all."""
+        return str(self._call(via, "get_caller_identity", None)["Arn"])
 
     def _call(
         self, via: Credentials | None, operation: str, hop: RoleHop | None, **arguments: Any
@@ -90,11 +94,12 @@ class Sts:
     def _client(self, via: Credentials | None) -> BaseClient:
         name = via.access_key_id if via is not None else ""
         if name not in self._clients:
-            self._clients[name] = _new_client(self.mfa, via)
+            self._clients[name] = new_client(self.mfa, via, "sts")
         return self._clients[name]
 
 
-def _new_client(mfa: MfaProfile, via: Credentials | None) -> BaseClient:
+def new_client(mfa: MfaProfile, via: Credentials | None, service: str) -> BaseClient:
+    """A botocore client of ``service`` signed with the user's keys or a session of them."""
     import botocore.session
     from botocore.config import Config
 
@@ -110,7 +115,7 @@ def _new_client(mfa: MfaProfile, via: Credentials | None) -> BaseClient:
     else:
         key_id, secret, token = via.access_key_id, via.secret_access_key, via.session_token
     return session.create_client(
-        "sts",
+        service,
         region_name=region,
         config=Config(**options),
         aws_access_key_id=key_id,
@@ -134,19 +139,27 @@ def _translate(
     """One clear error for each way STS can say no; anything unknown passes through."""
     from botocore import exceptions as botocore_errors
 
-    endpoint = client.meta.endpoint_url
     if isinstance(exc, botocore_errors.ClientError):
         error = exc.response.get("Error", {})
         code, message = str(error.get("Code", "")), str(error.get("Message", ""))
         return _client_error(code, message, mfa, hop)
+    return transport_error(exc, "STS", client.meta.endpoint_url, "AWS_ENDPOINT_URL_STS")
+
+
+def transport_error(
+    exc: Exception, service: str, endpoint: str, endpoint_variable: str
+) -> StsError | None:
+    """One clear error for each way a call can fail to reach AWS; None for the rest."""
+    from botocore import exceptions as botocore_errors
+
     if isinstance(exc, botocore_errors.SSLError):
         return StsError(
-            f"TLS to STS at {endpoint} failed",
+            f"TLS to {service} at {endpoint} failed",
             hint="check AWS_CA_BUNDLE / ca_bundle and any TLS-inspecting proxy",
         )
     if isinstance(exc, botocore_errors.ProxyConnectionError):
         return StsError(
-            f"cannot reach STS at {endpoint} through the proxy",
+            f"cannot reach {service} at {endpoint} through the proxy",
             hint="check HTTPS_PROXY / NO_PROXY",
         )
     if isinstance(
@@ -157,11 +170,11 @@ def _translate(
         | botocore_errors.ReadTimeoutError,
     ):
         return StsError(
-            f"cannot reach STS at {endpoint}",
-            hint="check the network, HTTPS_PROXY, and endpoint_url / AWS_ENDPOINT_URL_STS",
+            f"cannot reach {service} at {endpoint}",
+            hint=f"check the network, HTTPS_PROXY, and endpoint_url / {endpoint_variable}",
         )
     if isinstance(exc, botocore_errors.BotoCoreError):
-        return StsError(f"STS call failed: {exc}")
+        return StsError(f"{service} call failed: {exc}")
     return None
 
 

@@ -8,7 +8,7 @@
 
 # --- Completion lists: the one place to add a command or an option. --------
 # tests/e2e/test_shells.py checks them against mfa-session's argparse parser.
-__mfa_session_commands='credential-process exec export status clear init doctor'
+__mfa_session_commands='credential-process exec export status clear init doctor totp enroll'
 __mfa_session_global_options='--debug --version --help'
 __mfa_session_session_options='--duration --role-arn --external-id --role-session-name --token-code --min-remaining'
 declare -gA __mfa_session_options=(
@@ -19,11 +19,14 @@ declare -gA __mfa_session_options=(
     [clear]='--profile --all --debug --help'
     [init]='--no-prompt --debug --help'
     [doctor]='--profile --json --offline --debug --help'
+    [totp]='--profile --debug --help'
+    [enroll]='--profile --device-name --no-store --no-qr --qr-png --debug --help'
 )
 # Options that take a value: the next word is that value, never an option.
-__mfa_session_value_options="--profile --format $__mfa_session_session_options"
+__mfa_session_value_options="--profile --format --device-name --qr-png $__mfa_session_session_options"
 __mfa_session_formats='sh fish powershell json dotenv'
 __mfa_session_shells='bash zsh fish'
+__mfa_session_totp_actions='set code remove'
 
 # --- Prompt segment ---------------------------------------------------------
 
@@ -206,6 +209,10 @@ _mfa_session_complete() {
         case $prev in
         --profile) __mfa_session_add_profiles "$cur" ;;
         --format) __mfa_session_add "$cur" $__mfa_session_formats ;;
+        --qr-png)
+            compopt -o filenames 2>/dev/null
+            mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+            ;;
         esac
         return 0
     fi
@@ -214,6 +221,8 @@ _mfa_session_complete() {
         [[ $command == exec ]] && __mfa_session_add "$cur" --
     elif [[ $command == init ]]; then
         __mfa_session_add "$cur" $__mfa_session_shells
+    elif [[ $command == totp ]]; then
+        __mfa_session_add "$cur" $__mfa_session_totp_actions
     elif [[ $command == exec ]]; then
         mapfile -t COMPREPLY < <(compgen -c -- "$cur")
     fi

@@ -5,7 +5,7 @@
 
 # --- Completion lists: the one place to add a command or an option. --------
 # tests/e2e/test_shells.py checks them against mfa-session's argparse parser.
-typeset -g __mfa_session_commands='credential-process exec export status clear init doctor'
+typeset -g __mfa_session_commands='credential-process exec export status clear init doctor totp enroll'
 typeset -g __mfa_session_global_options='--debug --version --help'
 typeset -g __mfa_session_session_options='--duration --role-arn --external-id --role-session-name --token-code --min-remaining'
 typeset -gA __mfa_session_options
@@ -17,11 +17,14 @@ __mfa_session_options=(
     clear '--profile --all --debug --help'
     init '--no-prompt --debug --help'
     doctor '--profile --json --offline --debug --help'
+    totp '--profile --debug --help'
+    enroll '--profile --device-name --no-store --no-qr --qr-png --debug --help'
 )
 # Options that take a value: the next word is that value, never an option.
-typeset -g __mfa_session_value_options="--profile --format $__mfa_session_session_options"
+typeset -g __mfa_session_value_options="--profile --format --device-name --qr-png $__mfa_session_session_options"
 typeset -g __mfa_session_formats='sh fish powershell json dotenv'
 typeset -g __mfa_session_shells='bash zsh fish'
+typeset -g __mfa_session_totp_actions='set code remove'
 
 zmodload zsh/datetime 2>/dev/null
 
@@ -173,6 +176,7 @@ _mfa_session() {
             compadd -- $reply
             ;;
         --format) compadd -- ${=__mfa_session_formats} ;;
+        --qr-png) _files ;;
         *) _message -e value 'value' ;;
         esac
         return
@@ -182,6 +186,8 @@ _mfa_session() {
         [[ $command == exec ]] && compadd -- --
     elif [[ $command == init ]]; then
         compadd -- ${=__mfa_session_shells}
+    elif [[ $command == totp ]]; then
+        compadd -- ${=__mfa_session_totp_actions}
     elif [[ $command == exec ]]; then
         _command_names -e
     fi

@@ -117,6 +117,39 @@ class AwsHome:
         )
         assert completed.returncode == 0, completed.stderr
 
+    def use_file_keyring(self) -> None:
+        """A real keyring backend: keyrings.alt's file, under this HOME."""
+        self.env["PYTHON_KEYRING_BACKEND"] = FILE_KEYRING
+
+    def stored_seed(self, serial: str | None = None) -> str | None:
+        """What the keyring holds for a serial, read the way any keyring client would."""
+        script = (
+            "import keyring, sys; "
+            "print(keyring.get_password('mfa-session', sys.argv[1]) or '', end='')"
+        )
+        completed = subprocess.run(
+            [sys.executable, "-c", script, serial or self.device.serial],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert completed.returncode == 0, completed.stderr
+        return completed.stdout or None
+
+    def files_holding(self, secret: str) -> list[Path]:
+        """Every file under HOME whose bytes contain ``secret``, the keyring's file aside."""
+        found = []
+        for path in self.root.rglob("*"):
+            if (
+                path.is_file()
+                and not path.is_symlink()
+                and path.name != "keyring_pass.cfg"
+                and secret.encode() in path.read_bytes()
+            ):
+                found.append(path)
+        return found
+
     def gst_calls(self) -> list[object]:
         return list(self.emulator.calls("GetSessionToken"))
 
@@ -155,6 +188,7 @@ def aws(tmp_path: Path, emulator: StsEmulator, monkeypatch: pytest.MonkeyPatch) 
     home = AwsHome(tmp_path, emulator, user, device, clean_environment(tmp_path))
     home.env.update(
         AWS_ENDPOINT_URL_STS=emulator.url,
+        AWS_ENDPOINT_URL_IAM=emulator.url,
         MFA_SESSION_CACHE_DIR=str(tmp_path / "cache"),
     )
     home.credentials.write_text(

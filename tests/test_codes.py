@@ -13,7 +13,6 @@ from mfa_session.codes import (
     GivenCode,
     ProcessCode,
     SeedCode,
-    parse_seed,
     require_six_digits,
 )
 from mfa_session.errors import CodeError
@@ -103,13 +102,3 @@ def test_process_failure_and_garbage(device: DeviceContext) -> None:
         ProcessCode(device, "exit 3").next_code(0)
     with pytest.raises(CodeError, match="not six digits"):
         ProcessCode(device, "echo hello").next_code(0)
-
-
-def test_parse_seed_accepts_base32_and_uris() -> None:
-    assert parse_seed(SEED.lower(), "x").now() == pyotp.TOTP(SEED).now()  # type: ignore[attr-defined]
-    uri = pyotp.TOTP(SEED).provisioning_uri(name="alice", issuer_name="AWS")
-    assert parse_seed(uri, "x").now() == pyotp.TOTP(SEED).now()  # type: ignore[attr-defined]
-    with pytest.raises(CodeError, match="not a valid TOTP seed"):
-        parse_seed("otpauth://hotp/x?secret=" + SEED + "&counter=1", "x")
-    with pytest.raises(CodeError):
-        parse_seed("not base32!!", "x")

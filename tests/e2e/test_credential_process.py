@@ -369,7 +369,7 @@ def test_readable_cache_folder_of_ours_is_made_private(aws: AwsHome) -> None:
 
 def test_no_code_source_without_terminal_or_display(aws: AwsHome) -> None:
     result = aws.run("credential-process", "--profile", "alice")
-    assert_clean_error(result, "no way to get an MFA code", "keyring set mfa-session")
+    assert_clean_error(result, "no way to get an MFA code", "mfa-session totp set --profile alice")
     assert aws.emulator.calls() == []
 
 

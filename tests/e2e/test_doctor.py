@@ -38,7 +38,7 @@ def test_human_output_names_the_fix(aws: AwsHome) -> None:
     result = aws.run("doctor", "--profile", "alice")
     assert result.returncode == 1
     assert "FAIL  code source (alice): no code source" in result.stdout
-    assert "fix: run 'keyring set mfa-session arn:aws:iam::123456789012:mfa/alice'" in result.stdout
+    assert "fix: run 'mfa-session totp set --profile alice'" in result.stdout
 
 
 def test_clock_skew_is_reported(aws: AwsHome) -> None:

@@ -72,7 +72,7 @@ def test_one_mfa_code_serves_two_roles_through_the_aws_cli(
     assert outcomes(aws, "AssumeRole") == ["ok", "ok"]
     assert all(call.serial is None for call in aws.emulator.calls("AssumeRole"))
     status = json.loads(aws.run("status", "--json").stdout)
-    assert sorted(str(row["role_arn"]) for row in status) == sorted(
+    assert sorted(str(row["role_arn"]) for row in status["sessions"]) == sorted(
         ["None", f"{roles['admin'].arn}", f"{roles['reader'].arn}"]
     )
 

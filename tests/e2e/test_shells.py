@@ -121,7 +121,8 @@ class Shell:
                 "compadd() { print -rl -- ${@[${@[(i)--]}+1,-1]} }\n"
                 "_message() { print -r -- '<message>' }\n"
                 '_normal() { print -r -- "<normal $CURRENT ${words[*]}>" }\n'
-                "_command_names() { print -r -- '<commands>' }",
+                "_command_names() { print -r -- '<commands>' }\n"
+                "_files() { print -r -- '<files>' }",
             )
         out = self.run("\n".join(script)).split("@@@\n")[:-1]
         results = []

@@ -1,0 +1,357 @@
+"""Enrollment: the seed document's console steps, done from the terminal with IAM.
+
+Create a virtual MFA device, show its QR code, keep the seed in the keyring, enable
+the device with two consecutive codes and write ``mfa_serial`` into the profile.
+Everything that can be checked is checked before the device exists; once it
+exists, any failure (Ctrl-C included) deletes it again, so a failed enrollment
+leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, NoReturn
+
+from mfa_session import seeds
+from mfa_session.cache import AcceptedCode, SessionCache, code_digest
+from mfa_session.codes import STEP_SECONDS, Terminal, require_six_digits
+from mfa_session.config import AwsFiles, MfaProfile, Profile, StaticKeys
+from mfa_session.config_edit import ConfigEdit, section_name
+from mfa_session.errors import ConfigError, IamError, Interrupted, MfaSessionError, UsageError
+from mfa_session.iam import Iam, NewDevice
+
+MAX_DEVICES = 8
+ISSUER = "Amazon Web Services"
+
+
+class EnrollOptions:
+    __slots__ = ("device_name", "profile", "qr_png", "show_qr", "store")
+
+    def __init__(
+        self,
+        profile: str,
+        device_name: str | None = None,
+        store: bool = True,
+        show_qr: bool = True,
+        qr_png: str | None = None,
+    ) -> None:
+        self.profile = profile
+        self.device_name = device_name
+        self.store = store
+        self.show_qr = show_qr
+        self.qr_png = qr_png
+
+
+class RootUserError(MfaSessionError):
+    """The profile's keys are the root user's, whose MFA only the console can set up."""
+
+
+def enroll(options: EnrollOptions, environ: Mapping[str, str], say: Callable[[str], None]) -> None:
+    """Enroll a new virtual MFA device for the IAM user behind ``options.profile``."""
+    files = AwsFiles(environ)
+    profile = files.profile(options.profile)
+    keys = _own_keys(profile, files)
+    edit = ConfigEdit(files.config_path, profile.name)  # a config we cannot edit: stop now
+    if options.store:
+        try:  # no keyring: say so before anything is created
+            seeds.read_seed("mfa-session-probe")
+        except seeds.KeyringUnavailable as exc:
+            raise seeds.KeyringUnavailable(
+                exc.message, hint=f"{exc.hint}; or enroll with --no-store and use a phone app"
+            ) from None
+    _check_png_path(options.qr_png)
+    terminal = Terminal.open()
+    try:
+        _check_ways_to_the_seed(options, terminal)
+        _Enrollment(options, environ, files, profile, keys, edit, terminal, say).run()
+    finally:
+        if terminal is not None:
+            terminal.close()
+
+
+class _Enrollment:
+    def __init__(
+        self,
+        options: EnrollOptions,
+        environ: Mapping[str, str],
+        files: AwsFiles,
+        profile: Profile,
+        keys: StaticKeys,
+        edit: ConfigEdit,
+        terminal: Terminal | None,
+        say: Callable[[str], None],
+    ) -> None:
+        self.options, self.environ, self.files = options, environ, files
+        self.profile, self.keys, self.edit = profile, keys, edit
+        self.terminal, self.say = terminal, say
+        self.stored = False
+        self.png_written = False
+
+    def run(self) -> None:
+        from mfa_session.sts import Sts
+
+        # The profile may not have a device yet: an empty serial is enough to sign calls.
+        mfa = MfaProfile(self.profile, self.keys, "")
+        arn = Sts(mfa).caller_arn(None)
+        account = arn.split(":")[4]
+        if arn.endswith(":root"):
+            self.say(root_guidance(self.profile.name, account, self.files.config_path))
+            raise RootUserError(
+                "AWS lets only the console enable MFA for the root user",
+                hint="follow the steps above; then use an IAM user, not root keys",
+            )
+        if ":user/" not in arn:
+            raise ConfigError(
+                f"the keys of profile {self.profile.name!r} are not an IAM user's ({arn})",
+                hint="enroll needs the long-term access keys of the IAM user",
+            )
+        user_name = arn.rsplit("/", 1)[-1]
+        iam = Iam(mfa)
+        active = iam.mfa_devices(user_name)
+        if len(active) >= MAX_DEVICES:
+            raise IamError(
+                f"IAM user {user_name} already has the {MAX_DEVICES} MFA devices AWS allows",
+                hint="remove one in IAM before adding another",
+            )
+        if active:
+            iam = self._iam_with_mfa_session(mfa, active)
+        name = self.options.device_name or _default_device_name(user_name, active)
+        with _signals_interrupt():
+            device = iam.create_virtual_device(name)
+            try:
+                accepted = self._enable(iam, user_name, account, device)
+            except BaseException as exc:
+                self._roll_back(iam, device, exc)
+        SessionCache.from_environ(self.environ).remember_accepted(device.serial, accepted)
+        self._finish(user_name, device)
+
+    def _iam_with_mfa_session(self, mfa: MfaProfile, active: list[str]) -> Iam:
+        """A second device needs an MFA session: one code from an active device."""
+        from mfa_session.session import SessionRequest, get_session
+
+        configured = self.profile.mfa_serial
+        if configured in active:
+            serial = configured
+        elif len(active) == 1:
+            serial = active[0]
+        else:
+            raise IamError(
+                f"IAM user already has {len(active)} MFA devices; adding one takes an MFA "
+                "session, and the profile does not say which device to use",
+                hint=f"set mfa_serial under [{section_name(self.profile.name)}] to one of: "
+                + ", ".join(active),
+            )
+        self.say(f"an MFA device is already active ({serial}): getting an MFA session with it")
+        session = get_session(SessionRequest(self.profile.name, mfa_serial=serial), self.environ)
+        return Iam(mfa, via=session.credentials)
+
+    def _enable(self, iam: Iam, user_name: str, account: str, device: NewDevice) -> AcceptedCode:
+        totp = seeds.parse_seed(device.seed, "the new device's seed")
+        self.say(f"created virtual MFA device {device.serial}")
+        if self.options.show_qr and self.terminal is not None:
+            uri = totp.provisioning_uri(name=f"{user_name}@{account}", issuer_name=ISSUER)
+            show_qr(uri, self.terminal)
+        if self.options.qr_png:
+            write_png(self.options.qr_png, device.qr_png)
+            self.png_written = True
+            self.say(f"saved the QR code to {self.options.qr_png} (0600; delete it once scanned)")
+        if self.options.store:
+            seeds.store_seed(device.serial, device.seed)
+            self.stored = True
+            # The previous and the current code: consecutive, and no wait for a new step.
+            step = int(time.time() // STEP_SECONDS)
+            first, second = (totp.at(s * STEP_SECONDS) for s in (step - 1, step))
+        else:
+            if self.terminal is None:
+                raise AssertionError("checked before the device was created")
+            first, second = _ask_two_codes(self.terminal)
+            step = int(time.time() // STEP_SECONDS)
+        iam.enable(user_name, device.serial, first, second)
+        return AcceptedCode(step, code_digest(device.serial, second))
+
+    def _roll_back(self, iam: Iam, device: NewDevice, cause: BaseException) -> NoReturn:
+        """Undo what enrollment made, then raise what went wrong, saying what was undone."""
+        undone = []
+        if self.stored:
+            with contextlib.suppress(MfaSessionError):
+                seeds.remove_seed(device.serial)
+                undone.append("its seed was removed from the keyring")
+        if self.png_written and self.options.qr_png:
+            with contextlib.suppress(OSError):
+                Path(self.options.qr_png).unlink()
+                undone.append("the QR code file was deleted")
+        try:
+            iam.delete_virtual_device(device.serial)
+        except MfaSessionError as exc:
+            kept = (
+                f"the new device {device.serial} could not be deleted ({exc.message}); "
+                f"delete it with 'aws iam delete-virtual-mfa-device --serial-number "
+                f"{device.serial}'"
+            )
+        else:
+            kept = f"rolled back: the new device {device.serial} was deleted"
+        summary = "; ".join([kept, *undone])
+        if isinstance(cause, KeyboardInterrupt):
+            raise Interrupted(f"enrollment interrupted; {summary}") from None
+        if isinstance(cause, MfaSessionError):
+            raise type(cause)(f"{cause.message}; {summary}", hint=cause.hint) from cause
+        raise IamError(f"enrollment failed ({type(cause).__name__}); {summary}") from cause
+
+    def _finish(self, user_name: str, device: NewDevice) -> None:
+        self.say(f"enabled {device.serial} for IAM user {user_name}")
+        previous = self.edit.previous
+        try:
+            backup = self.edit.apply(device.serial)
+        except MfaSessionError as exc:
+            raise ConfigError(
+                f"the device is enabled, but {exc.message}",
+                hint=f"add 'mfa_serial = {device.serial}' under "
+                f"[{section_name(self.profile.name)}] in {self.edit.path} by hand",
+            ) from exc
+        change = f"set mfa_serial of profile {self.profile.name} in {self.edit.path}"
+        if previous and previous != device.serial:
+            change += f" (it was {previous})"
+        if backup:
+            change += f"; backup: {backup}"
+        self.say(change)
+        if self.options.store:
+            self.say(
+                f"the seed is in the keyring ({seeds.backend_name()}): codes need no phone; "
+                f"'mfa-session totp code --profile {self.profile.name}' shows one"
+            )
+        else:
+            self.say("the seed was not stored: codes come from your authenticator app")
+
+
+def root_guidance(profile: str, account: str, config_path: str) -> str:
+    section = section_name(profile)
+    return f"""\
+Profile {profile!r} holds access keys of the ROOT user of account {account}.
+AWS lets no API or CLI enable the root user's MFA: only the console can. From here:
+  1. Sign in to https://console.aws.amazon.com/ as the root user and open
+     "Security credentials" > "Multi-factor authentication (MFA)" > "Assign MFA device".
+  2. Name the device (say root-mfa) and choose "Authenticator app".
+  3. Put its ARN in {config_path} under [{section}]:
+       mfa_serial = arn:aws:iam::{account}:mfa/root-mfa   (with the name you chose)
+  4. Click "Show secret key", copy it, and run
+       mfa-session totp set --profile {profile}
+     then paste it at the hidden prompt (or scan the QR code with your phone app).
+  5. Type two consecutive codes into the console: run
+       mfa-session totp code --profile {profile}
+     once, and again when 30 s have passed; then "Add MFA".
+Root access keys should not exist at all: create an IAM user for daily work (and
+enroll it with 'mfa-session enroll'), then delete these keys in "Security credentials".
+"""
+
+
+def show_qr(uri: str, terminal: Terminal) -> None:
+    """The otpauth URI as a QR code on the terminal itself (never stdout: it is the seed)."""
+    import segno
+
+    terminal.writer.write("\nscan this with your authenticator app:\n")
+    segno.make(uri, error="m").terminal(out=terminal.writer, compact=True)  # type: ignore[arg-type]
+    terminal.writer.flush()
+
+
+def write_png(path: str, png: bytes) -> None:
+    """IAM's QR code PNG: a new 0600 file, never an overwrite."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise UsageError(f"{path} already exists: the QR code is never written over") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create {path}: {exc.strerror}") from None
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(png)
+
+
+def _ask_two_codes(terminal: Terminal) -> tuple[str, str]:
+    terminal.say("scan the QR code, then type two consecutive codes from your app")
+    first = require_six_digits(terminal.ask("first code: "), "the terminal")
+    while True:
+        second = require_six_digits(
+            terminal.ask("next code (wait for it to change): "), "the terminal"
+        )
+        if second != first:
+            return first, second
+        terminal.say("that is the same code: wait until the app shows the next one")
+
+
+def _own_keys(profile: Profile, files: AwsFiles) -> StaticKeys:
+    keys = profile.static_keys()
+    if keys is None:
+        source = profile.source_profile
+        raise ConfigError(
+            f"profile {profile.name!r} has no long-term access keys: enroll works on the "
+            "profile that holds the IAM user's keys",
+            hint=f"run 'mfa-session enroll --profile {source}'"
+            if source
+            else f"add aws_access_key_id/aws_secret_access_key under [{profile.name}] in "
+            f"{files.credentials_path}",
+        )
+    if profile.get("aws_session_token"):
+        raise ConfigError(
+            f"profile {profile.name!r} holds temporary credentials (aws_session_token)",
+            hint="enroll needs the IAM user's long-term access keys",
+        )
+    return keys
+
+
+def _check_png_path(path: str | None) -> None:
+    if path is None:
+        return
+    if Path(path).is_symlink() or Path(path).exists():
+        raise UsageError(f"{path} already exists: the QR code is never written over")
+    if not Path(path).absolute().parent.is_dir():
+        raise UsageError(f"the folder of {path} does not exist")
+
+
+def _check_ways_to_the_seed(options: EnrollOptions, terminal: Terminal | None) -> None:
+    if options.store:
+        return
+    if terminal is None:
+        raise UsageError(
+            "--no-store needs a terminal: you type two codes from your authenticator app",
+            hint="run enroll in a terminal, or let it keep the seed in the keyring",
+        )
+    if not options.show_qr and not options.qr_png:
+        raise UsageError(
+            "with --no-store and --no-qr the seed would reach no app",
+            hint="drop --no-qr, or add --qr-png PATH",
+        )
+
+
+def _default_device_name(user_name: str, active: list[str]) -> str:
+    """The user's name, as the console suggests; a suffix when that name is taken."""
+    taken = {serial.rsplit("/", 1)[-1] for serial in active}
+    name = user_name
+    number = 2
+    while name in taken:
+        name = f"{user_name}-{number}"
+        number += 1
+    return name
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP (a closed terminal) roll back like Ctrl-C does."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    names = ("SIGTERM", "SIGHUP")
+    previous = {}
+    for name in names:
+        number = getattr(signal, name, None)
+        if number is not None:
+            previous[number] = signal.signal(number, interrupt)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

@@ -1,0 +1,143 @@
+"""The IAM calls of enrollment: the seed document's console steps as API calls.
+
+Signed like the STS calls (botocore, the profile's settings), with the long-term
+keys or, when the user already has an active device, with an MFA session.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mfa_session.config import MfaProfile
+from mfa_session.credentials import Credentials
+from mfa_session.debug import debug
+from mfa_session.errors import IamError, StsError
+from mfa_session.sts import new_client, transport_error
+
+if TYPE_CHECKING:
+    BaseClient = Any
+
+PERMISSIONS_HINT = (
+    "the user needs to manage its own MFA device (iam:CreateVirtualMFADevice, "
+    "iam:EnableMFADevice, iam:ListMFADevices, iam:DeleteVirtualMFADevice); see docs/enroll.md"
+)
+
+
+class NewDevice:
+    """A virtual MFA device IAM just created: not yet enabled, holding its seed."""
+
+    __slots__ = ("qr_png", "seed", "serial")
+
+    def __init__(self, serial: str, seed: str, qr_png: bytes) -> None:
+        self.serial = serial
+        self.seed = seed
+        self.qr_png = qr_png
+
+    def __repr__(self) -> str:
+        return f"NewDevice({self.serial!r})"  # never the seed
+
+
+class Iam:
+    """IAM for one user, signed with its keys or (``via``) a session of them."""
+
+    def __init__(self, mfa: MfaProfile, via: Credentials | None = None) -> None:
+        self._client: BaseClient = new_client(mfa, via, "iam")
+        self._profile = mfa.name
+
+    def mfa_devices(self, user_name: str) -> list[str]:
+        """Serials of the user's enabled MFA devices."""
+        response = self._call("list_mfa_devices", "iam:ListMFADevices", UserName=user_name)
+        return [str(device["SerialNumber"]) for device in response.get("MFADevices", [])]
+
+    def create_virtual_device(self, name: str) -> NewDevice:
+        response = self._call(
+            "create_virtual_mfa_device", "iam:CreateVirtualMFADevice", VirtualMFADeviceName=name
+        )
+        device = response["VirtualMFADevice"]
+        seed = device["Base32StringSeed"]
+        return NewDevice(
+            serial=str(device["SerialNumber"]),
+            seed=seed.decode("ascii") if isinstance(seed, bytes) else str(seed),
+            qr_png=bytes(device.get("QRCodePNG") or b""),
+        )
+
+    def enable(self, user_name: str, serial: str, first_code: str, second_code: str) -> None:
+        """EnableMFADevice: the console's two consecutive codes."""
+        self._call(
+            "enable_mfa_device",
+            "iam:EnableMFADevice",
+            UserName=user_name,
+            SerialNumber=serial,
+            AuthenticationCode1=first_code,
+            AuthenticationCode2=second_code,
+        )
+
+    def delete_virtual_device(self, serial: str) -> None:
+        self._call("delete_virtual_mfa_device", "iam:DeleteVirtualMFADevice", SerialNumber=serial)
+
+    def _call(self, operation: str, action: str, **arguments: Any) -> dict[str, Any]:
+        debug("IAM %s", action)
+        try:
+            response: dict[str, Any] = getattr(self._client, operation)(**arguments)
+        except Exception as exc:
+            translated = self._translate(exc, action, arguments)
+            if translated is None:
+                raise
+            raise translated from exc
+        return response
+
+    def _translate(
+        self, exc: Exception, action: str, arguments: dict[str, Any]
+    ) -> IamError | StsError | None:
+        from botocore.exceptions import ClientError
+
+        if not isinstance(exc, ClientError):
+            endpoint = self._client.meta.endpoint_url
+            return transport_error(exc, "IAM", endpoint, "AWS_ENDPOINT_URL_IAM")
+        error = exc.response.get("Error", {})
+        code, message = str(error.get("Code", "")), str(error.get("Message", ""))
+        return client_error(code, message, action, arguments, self._profile)
+
+
+def client_error(
+    code: str, message: str, action: str, arguments: dict[str, Any], profile: str
+) -> IamError:
+    """One clear error per way IAM says no to an enrollment step."""
+    serial = str(arguments.get("SerialNumber", ""))
+    if code == "EntityAlreadyExists" and action == "iam:CreateVirtualMFADevice":
+        name = arguments.get("VirtualMFADeviceName")
+        return IamError(
+            f"a virtual MFA device named {name!r} already exists in this account",
+            hint="choose another name with --device-name, or delete the unused device: "
+            "aws iam delete-virtual-mfa-device --serial-number ARN",
+        )
+    if code == "EntityAlreadyExists":
+        return IamError(f"MFA device {serial} is already enabled for a user")
+    if code == "LimitExceeded":
+        return IamError(
+            "the user already has the 8 MFA devices AWS allows",
+            hint="remove one in IAM before adding another",
+        )
+    if code == "InvalidAuthenticationCode":
+        return IamError(
+            "IAM rejected the two MFA codes",
+            hint="they must be two consecutive codes of the new device; check this "
+            "computer's clock (TOTP codes need it right)",
+        )
+    if code in ("AccessDenied", "AccessDeniedException"):
+        if "explicit deny" in message:
+            return IamError(
+                f"IAM denied {action} to profile {profile!r} by an explicit deny",
+                hint="policies often deny MFA changes without an MFA session: set mfa_serial "
+                "to your active device so that enroll can get one; " + PERMISSIONS_HINT,
+            )
+        return IamError(f"IAM denied {action} to profile {profile!r}", hint=PERMISSIONS_HINT)
+    if code == "InvalidClientTokenId":
+        return IamError(
+            f"AWS does not accept the access key of profile {profile!r}: it is deleted, "
+            "inactive or mistyped",
+            hint="create a new access key in IAM and put it in the credentials file",
+        )
+    if code == "NoSuchEntity":
+        return IamError(f"IAM does not know {serial or 'that entity'}: {message}")
+    return IamError(f"IAM error {code} in {action}: {message}")
