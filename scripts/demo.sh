@@ -19,13 +19,15 @@ for variable in $(env | grep -oE '^(AWS_[A-Z_]+|MFA_SESSION_[A-Z_]+)'); do unset
 export HOME="$demo_home" XDG_CACHE_HOME="$demo_home/.cache" XDG_DATA_HOME="$demo_home/.local/share"
 export PYTHON_KEYRING_BACKEND=keyrings.alt.file.PlaintextKeyring
 
-say "Starting a strict STS emulator on loopback"
-python -m tests.sts_emulator --state-file "$demo_home/sts.json" >/dev/null &
+say "Starting a strict STS and IAM emulator on loopback"
+python -m tests.sts_emulator --state-file "$demo_home/sts.json" --no-device >/dev/null &
 emulator_pid=$!
 for _ in $(seq 100); do [ -s "$demo_home/sts.json" ] && break; sleep 0.1; done
 state() { python -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$demo_home/sts.json" "$1"; }
-export AWS_ENDPOINT_URL_STS; AWS_ENDPOINT_URL_STS=$(state url)
-echo "STS at $AWS_ENDPOINT_URL_STS, IAM user alice with virtual MFA device $(state mfa_serial)"
+export AWS_ENDPOINT_URL_STS AWS_ENDPOINT_URL_IAM
+AWS_ENDPOINT_URL_STS=$(state url)
+AWS_ENDPOINT_URL_IAM=$AWS_ENDPOINT_URL_STS
+echo "STS and IAM at $AWS_ENDPOINT_URL_STS; IAM user alice has keys and no MFA device yet"
 
 say "~/.aws files: alice's long-term keys, and a profile 'dev' that SDKs use"
 mkdir -p "$HOME/.aws"
@@ -35,8 +37,8 @@ aws_access_key_id = $(state access_key_id)
 aws_secret_access_key = $(state secret_access_key)
 INI
 cat > "$HOME/.aws/config" <<INI
+# alice's keys are in ~/.aws/credentials
 [profile alice]
-mfa_serial = $(state mfa_serial)
 region = eu-west-1
 
 [profile dev]
@@ -45,11 +47,16 @@ region = eu-west-1
 INI
 cat "$HOME/.aws/config"
 
-say "The device's TOTP seed goes into the keyring (a file keyring for this demo)"
-state seed | python -c "import keyring, sys; keyring.set_password('mfa-session', sys.argv[1], sys.stdin.read().strip())" "$(state mfa_serial)"
-echo "stored under service 'mfa-session', user $(state mfa_serial)"
+say "mfa-session enroll: the console's MFA steps from the terminal (QR shown on a terminal)"
+mfa-session enroll --profile alice
 
-say "1st AWS CLI call: mfa-session makes a code from the seed and calls GetSessionToken"
+say "enroll wrote mfa_serial into the profile, and nothing else"
+cat "$HOME/.aws/config"
+
+say "The seed is in the keyring (a file keyring for this demo): codes with no phone"
+echo "current code: $(mfa-session totp code --profile alice)"
+
+say "1st AWS CLI call: a code from the seed (the next one: enroll used this one), GetSessionToken"
 time aws sts get-caller-identity --profile dev
 
 say "2nd AWS CLI call, a new process: served from the cache, no code, no STS call"

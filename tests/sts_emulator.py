@@ -1428,10 +1428,14 @@ def _write_state(path: Path, state: Mapping[str, str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.sts_emulator",
-        description="Serve a strict STS emulator with user 'alice' and her MFA device.",
+        description="Serve a strict STS (and IAM MFA) emulator with user 'alice' and her "
+        "MFA device.",
     )
     parser.add_argument("--state-file", type=Path, required=True, help="JSON written here")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument(
+        "--no-device", action="store_true", help="alice has no MFA device yet (to enroll one)"
+    )
     args = parser.parse_args(argv)
     state_file: Path = args.state_file
     log_file = Path(f"{state_file}.log")
@@ -1448,18 +1452,16 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     with StsEmulator(port=args.port, on_call=log_call) as emulator:
         user = emulator.add_user("alice", account=DEFAULT_ACCOUNT)
-        device = emulator.add_mfa_device(user)
-        _write_state(
-            state_file,
-            {
-                "url": emulator.url,
-                "access_key_id": user.access_key_id,
-                "secret_access_key": user.secret_access_key,
-                "mfa_serial": device.serial,
-                "seed": device.seed,
-                "account": user.account,
-            },
-        )
+        state = {
+            "url": emulator.url,
+            "access_key_id": user.access_key_id,
+            "secret_access_key": user.secret_access_key,
+            "account": user.account,
+        }
+        if not args.no_device:
+            device = emulator.add_mfa_device(user)
+            state.update(mfa_serial=device.serial, seed=device.seed)
+        _write_state(state_file, state)
         print(emulator.url, flush=True)
         while not stopping.wait(0.5):
             pass

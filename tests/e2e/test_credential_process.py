@@ -462,6 +462,8 @@ def test_cache_hit_imports_nothing_heavy(aws: AwsHome) -> None:
         "keyring",
         "pyotp",
         "filelock",
+        "segno",
+        "configupdater",
         "platformdirs",
         "click",
         "dataclasses",
