@@ -176,6 +176,15 @@ class _Enrollment:
 
     def _roll_back(self, iam: Iam, device: NewDevice, cause: BaseException) -> NoReturn:
         """Undo what enrollment made, then raise what went wrong, saying what was undone."""
+        with _signals_ignored():  # a second Ctrl-C must not leave the device behind
+            summary = self._undo(iam, device)
+        if isinstance(cause, KeyboardInterrupt):
+            raise Interrupted(f"enrollment interrupted; {summary}") from None
+        if isinstance(cause, MfaSessionError):
+            raise type(cause)(f"{cause.message}; {summary}", hint=cause.hint) from cause
+        raise IamError(f"enrollment failed ({type(cause).__name__}); {summary}") from cause
+
+    def _undo(self, iam: Iam, device: NewDevice) -> str:
         undone = []
         if self.stored:
             with contextlib.suppress(MfaSessionError):
@@ -195,12 +204,7 @@ class _Enrollment:
             )
         else:
             kept = f"rolled back: the new device {device.serial} was deleted"
-        summary = "; ".join([kept, *undone])
-        if isinstance(cause, KeyboardInterrupt):
-            raise Interrupted(f"enrollment interrupted; {summary}") from None
-        if isinstance(cause, MfaSessionError):
-            raise type(cause)(f"{cause.message}; {summary}", hint=cause.hint) from cause
-        raise IamError(f"enrollment failed ({type(cause).__name__}); {summary}") from cause
+        return "; ".join([kept, *undone])
 
     def _finish(self, user_name: str, device: NewDevice) -> None:
         self.say(f"enabled {device.serial} for IAM user {user_name}")
@@ -337,21 +341,32 @@ def _default_device_name(user_name: str, active: list[str]) -> str:
     return name
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def _signals_interrupt() -> Iterator[None]:
     """SIGTERM and SIGHUP (a closed terminal) roll back like Ctrl-C does."""
+    with _signal_handlers(("SIGTERM", "SIGHUP"), _interrupt):
+        yield
 
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
 
-    names = ("SIGTERM", "SIGHUP")
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    with _signal_handlers(("SIGINT", "SIGTERM", "SIGHUP"), signal.SIG_IGN):
+        yield
+
+
+@contextlib.contextmanager
+def _signal_handlers(names: tuple[str, ...], handler: Any) -> Iterator[None]:
     previous = {}
     for name in names:
         number = getattr(signal, name, None)
         if number is not None:
-            previous[number] = signal.signal(number, interrupt)
+            previous[number] = signal.signal(number, handler)
     try:
         yield
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+        for number, old in previous.items():
+            signal.signal(number, old)

@@ -3,6 +3,7 @@ GetSessionToken with the new device; rollbacks; the root user's console-only pat
 
 from __future__ import annotations
 
+import signal
 import stat
 import time
 
@@ -149,14 +150,18 @@ def test_enroll_in_a_terminal_with_typed_codes_and_a_png(aws: AwsHome, bob: User
     assert f"mfa_serial = {BOB_SERIAL}" in aws.config.read_text()
 
 
-def test_ctrl_c_at_the_code_prompt_rolls_back(aws: AwsHome, bob: User) -> None:
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_an_interrupt_at_the_code_prompt_rolls_back(aws: AwsHome, bob: User, how: str) -> None:
     before = aws.config.read_text()
     child = pexpect.spawn(
         MFA_SESSION, ["enroll", "--profile", "bob", "--no-store"], env=aws.env, encoding="utf-8"
     )
     child.expect("first code: ", timeout=30)
     assert unassigned(aws.emulator) == [BOB_SERIAL]
-    child.sendintr()
+    if how == "ctrl-c":
+        child.sendintr()
+    else:
+        child.kill(signal.SIGTERM)
     child.expect(pexpect.EOF, timeout=30)
     child.close()
     assert child.exitstatus == 130
