@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import configparser
 import io
+import re
+import shlex
 import shutil
 import time
 from pathlib import Path
@@ -32,42 +34,57 @@ class ConfigEdit:
     """One planned change of a profile's mfa_serial, checked before anything is created."""
 
     def __init__(self, path: str, profile: str) -> None:
-        self.path = path
+        # A symlinked config (dotfiles) is edited where it lives, and stays a link.
+        self.path = str(Path(path).resolve()) if Path(path).is_symlink() else path
         self.profile = profile
-        self.original = _read(path)
-        self.previous = _current_value(self.original, profile, path)
+        self.original = _read(self.path)
+        self.text_with("arn:aws:iam::000000000000:mfa/check")  # refuse what we cannot edit
+        self.previous = _current_value(self.original, profile, self.path)
 
-    def text_with(self, serial: str) -> str:
-        """The whole file with the profile's mfa_serial set to ``serial``."""
-        text = self.original
+    def text_with(self, serial: str, text: str | None = None) -> str:
+        """The whole file (``text``, or as first read) with the profile's mfa_serial set."""
+        text = self.original if text is None else text
         newline = "\r\n" if "\r\n" in text else "\n"
-        section = section_name(self.profile)
         updater = _updater(text, self.path)
-        if not updater.has_section(section):
+        matching = [name for name in updater.sections() if _profile_of(name) == self.profile]
+        if len(matching) > 1:
+            shown = ", ".join(f"[{name}]" for name in matching)
+            raise ConfigError(
+                f"profile {self.profile!r} has more than one section in {self.path} ({shown})",
+                hint="merge them into one; AWS tools use only one of them",
+            )
+        if not matching:
             separator = "" if not text or text.endswith(("\n", "\r")) else newline
             gap = newline if text.strip() else ""
+            section = section_name(self.profile)
             return f"{text}{separator}{gap}[{section}]{newline}{KEY} = {serial}{newline}"
         from configupdater.option import Option
 
-        block = updater[section]
+        block = updater[matching[0]]
         if KEY in block:
             block[KEY].value = serial
-            result = str(updater)
         else:
-            options = [item for item in block.iter_blocks() if isinstance(item, Option)]
+            items = list(block.iter_blocks())
+            options = [item for item in items if isinstance(item, Option)]
             if options:
                 options[-1].add_after.option(KEY, serial)
+            elif items:  # only comments: right under the header, before anything else
+                items[0].add_before.option(KEY, serial)
             else:
                 block.add_option(block.create_option(KEY, serial))
-            result = str(updater)
-        result = result.replace(f"{KEY} = {serial}\n", f"{KEY} = {serial}{newline}")
-        if _current_value(result, self.profile, self.path) != serial:
+        result = str(updater)
+        if newline == "\r\n":
+            result = re.sub(r"(?<!\r)\n", "\r\n", result)
+        if _current_value(result, self.profile, self.path) != serial or _others(
+            result, self.profile, self.path
+        ) != _others(text, self.profile, self.path):
             raise ConfigError(f"could not place mfa_serial in {self.path} safely; nothing changed")
         return result
 
     def apply(self, serial: str) -> str | None:
-        """Write the change (after a backup of the old file); returns the backup's path."""
-        text = self.text_with(serial)
+        """Write the change (after a backup of the old file); returns the backup's path.
+        The file is read again: edits made meanwhile (minutes may pass) are kept."""
+        text = self.text_with(serial, _read(self.path))
         backup = None
         path = Path(self.path)
         try:
@@ -108,14 +125,43 @@ def _updater(text: str, path: str) -> ConfigUpdater:
     return updater
 
 
-def _current_value(text: str, profile: str, path: str) -> str | None:
+def _profile_of(section: str) -> str | None:
+    """The profile a section header names, by botocore's rule ([profile  "a"] is a)."""
+    if section.strip() == "default":
+        return "default"
+    try:
+        words = shlex.split(section)
+    except ValueError:
+        return None
+    return words[1] if len(words) == 2 and words[0] == "profile" else None
+
+
+def _parsed(text: str, path: str) -> configparser.RawConfigParser:
     parser = configparser.RawConfigParser()
     try:
         parser.read_string(text, source=path)
     except configparser.Error:
         raise ConfigError(f"cannot edit {path}: it does not parse as an AWS config file") from None
-    section = section_name(profile)
-    if not parser.has_section(section):
-        return None
-    value = parser.get(section, KEY, fallback=None)
-    return value.strip() if value else None
+    return parser
+
+
+def _current_value(text: str, profile: str, path: str) -> str | None:
+    parser = _parsed(text, path)
+    for section in parser.sections():
+        if _profile_of(section) == profile:
+            value = parser.get(section, KEY, fallback=None)
+            return value.strip() if value else None
+    return None
+
+
+def _others(text: str, profile: str, path: str) -> dict[str, dict[str, str]]:
+    """Every setting of the file except the profile's mfa_serial: the edit must keep them."""
+    parser = _parsed(text, path)
+    return {
+        section: {
+            key: value
+            for key, value in parser.items(section)
+            if not (key == KEY and _profile_of(section) == profile)
+        }
+        for section in parser.sections()
+    }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -19,13 +20,23 @@ from typing import Any, NoReturn
 
 from mfa_session import seeds
 from mfa_session.cache import AcceptedCode, SessionCache, code_digest
-from mfa_session.codes import STEP_SECONDS, Terminal, require_six_digits
+from mfa_session.codes import STEP_SECONDS, Terminal
 from mfa_session.config import AwsFiles, MfaProfile, Profile, StaticKeys
 from mfa_session.config_edit import ConfigEdit, section_name
-from mfa_session.errors import ConfigError, IamError, Interrupted, MfaSessionError, UsageError
-from mfa_session.iam import Iam, NewDevice
+from mfa_session.debug import debug
+from mfa_session.errors import (
+    CodeError,
+    ConfigError,
+    IamError,
+    Interrupted,
+    MfaSessionError,
+    UsageError,
+)
+from mfa_session.iam import CodesRejected, Iam, IamNotFound, IamUnavailable, NewDevice
 
 MAX_DEVICES = 8
+TYPED_TRIES = 3
+_SIX_DIGITS = re.compile(r"[0-9]{6}")
 ISSUER = "Amazon Web Services"
 
 
@@ -57,6 +68,7 @@ def enroll(options: EnrollOptions, environ: Mapping[str, str], say: Callable[[st
     profile = files.profile(options.profile)
     keys = _own_keys(profile, files)
     edit = ConfigEdit(files.config_path, profile.name)  # a config we cannot edit: stop now
+    cache = SessionCache.from_environ(environ)  # an unsafe cache folder: stop now
     if options.store:
         try:  # no keyring: say so before anything is created
             seeds.read_seed("mfa-session-probe")
@@ -68,7 +80,8 @@ def enroll(options: EnrollOptions, environ: Mapping[str, str], say: Callable[[st
     terminal = Terminal.open()
     try:
         _check_ways_to_the_seed(options, terminal)
-        _Enrollment(options, environ, files, profile, keys, edit, terminal, say).run()
+        enrollment = _Enrollment(options, environ, files, profile, keys, edit, terminal, say)
+        enrollment.run(cache)
     finally:
         if terminal is not None:
             terminal.close()
@@ -92,7 +105,7 @@ class _Enrollment:
         self.stored = False
         self.png_written = False
 
-    def run(self) -> None:
+    def run(self, cache: SessionCache) -> None:
         from mfa_session.sts import Sts
 
         # The profile may not have a device yet: an empty serial is enough to sign calls.
@@ -122,29 +135,65 @@ class _Enrollment:
             iam = self._iam_with_mfa_session(mfa, active)
         name = self.options.device_name or _default_device_name(user_name, active)
         with _signals_interrupt():
-            device = iam.create_virtual_device(name)
+            device = self._create(iam, name, f"arn:aws:iam::{account}:mfa/{name}")
+            accepted = None
             try:
                 accepted = self._enable(iam, user_name, account, device)
             except BaseException as exc:
-                self._roll_back(iam, device, exc)
-        SessionCache.from_environ(self.environ).remember_accepted(device.serial, accepted)
+                if not (_outcome_unknown(exc) and self._enabled_after_all(iam, user_name, device)):
+                    self._roll_back(iam, device, exc)
         self._finish(user_name, device)
+        if accepted is not None:
+            try:  # so that the next session waits for a code IAM has not seen
+                cache.remember_accepted(device.serial, accepted)
+            except (OSError, MfaSessionError) as exc:
+                debug("could not remember the enable codes: %s", exc)
+
+    def _create(self, iam: Iam, name: str, expected_serial: str) -> NewDevice:
+        """CreateVirtualMFADevice; when its outcome is unknown, delete what it may have made."""
+        try:
+            return iam.create_virtual_device(name)
+        except BaseException as exc:
+            if not _outcome_unknown(exc):
+                raise
+            with _signals_ignored():
+                try:
+                    iam.delete_virtual_device(expected_serial)
+                except IamNotFound:
+                    undone = "no device was left behind"
+                except MfaSessionError as failure:
+                    undone = (
+                        f"device {expected_serial} may exist unused ({failure.message}); "
+                        "delete it with 'aws iam delete-virtual-mfa-device --serial-number "
+                        f"{expected_serial}'"
+                    )
+                else:
+                    undone = f"rolled back: the new device {expected_serial} was deleted"
+            _raise_with(exc, undone)
 
     def _iam_with_mfa_session(self, mfa: MfaProfile, active: list[str]) -> Iam:
         """A second device needs an MFA session: one code from an active device."""
         from mfa_session.session import SessionRequest, get_session
 
+        usable = [serial for serial in active if ":u2f/" not in serial]
         configured = self.profile.mfa_serial
-        if configured in active:
+        if not usable:
+            raise IamError(
+                "the user's active MFA devices are all security keys (FIDO), which AWS APIs "
+                "cannot use, and adding a device takes an MFA session",
+                hint="add the virtual device in the console, then store its seed with "
+                f"'mfa-session totp set --profile {self.profile.name}'",
+            )
+        if configured in usable:
             serial = configured
-        elif len(active) == 1:
-            serial = active[0]
+        elif len(usable) == 1:
+            serial = usable[0]
         else:
             raise IamError(
-                f"IAM user already has {len(active)} MFA devices; adding one takes an MFA "
+                f"IAM user already has {len(usable)} MFA devices; adding one takes an MFA "
                 "session, and the profile does not say which device to use",
                 hint=f"set mfa_serial under [{section_name(self.profile.name)}] to one of: "
-                + ", ".join(active),
+                + ", ".join(usable),
             )
         self.say(f"an MFA device is already active ({serial}): getting an MFA session with it")
         session = get_session(SessionRequest(self.profile.name, mfa_serial=serial), self.environ)
@@ -157,35 +206,75 @@ class _Enrollment:
             uri = totp.provisioning_uri(name=f"{user_name}@{account}", issuer_name=ISSUER)
             show_qr(uri, self.terminal)
         if self.options.qr_png:
-            write_png(self.options.qr_png, device.qr_png)
-            self.png_written = True
-            self.say(f"saved the QR code to {self.options.qr_png} (0600; delete it once scanned)")
+            self._save_png(self.options.qr_png, device.qr_png)
         if self.options.store:
+            self.stored = True  # before the call: an interrupt inside it must still undo it
             seeds.store_seed(device.serial, device.seed)
-            self.stored = True
             # The previous and the current code: consecutive, and no wait for a new step.
             step = int(time.time() // STEP_SECONDS)
             first, second = (totp.at(s * STEP_SECONDS) for s in (step - 1, step))
-        else:
-            if self.terminal is None:
-                raise AssertionError("checked before the device was created")
+            iam.enable(user_name, device.serial, first, second)
+            return AcceptedCode(step, code_digest(device.serial, second))
+        if self.terminal is None:
+            raise AssertionError("checked before the device was created")
+        for attempt in range(1, TYPED_TRIES + 1):
             first, second = _ask_two_codes(self.terminal)
-            step = int(time.time() // STEP_SECONDS)
-        iam.enable(user_name, device.serial, first, second)
-        return AcceptedCode(step, code_digest(device.serial, second))
+            try:
+                iam.enable(user_name, device.serial, first, second)
+            except CodesRejected:
+                if attempt == TYPED_TRIES:
+                    raise
+                self.terminal.say(
+                    f"IAM rejected those codes; try {attempt + 1} of {TYPED_TRIES} "
+                    "(two codes in a row from the new entry in your app)"
+                )
+                continue
+            break
+        return AcceptedCode(int(time.time() // STEP_SECONDS), code_digest(device.serial, second))
+
+    def _save_png(self, path: str, png: bytes) -> None:
+        """IAM's QR code PNG: a new 0600 file, never an overwrite."""
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise UsageError(f"{path} already exists: the QR code is never written over") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot create {path}: {exc.strerror}") from None
+        self.png_written = True
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(png)
+        self.say(f"saved the QR code to {path} (0600; it holds the seed: delete it once scanned)")
+
+    def _enabled_after_all(self, iam: Iam, user_name: str, device: NewDevice) -> bool:
+        """After an interrupt or a lost answer: did IAM enable the device anyway?"""
+        with _signals_ignored():
+            try:
+                enabled = device.serial in iam.mfa_devices(user_name)
+            except MfaSessionError:
+                return False
+        if enabled:
+            self.say(f"IAM had enabled {device.serial} before the interruption: keeping it")
+        return enabled
 
     def _roll_back(self, iam: Iam, device: NewDevice, cause: BaseException) -> NoReturn:
         """Undo what enrollment made, then raise what went wrong, saying what was undone."""
         with _signals_ignored():  # a second Ctrl-C must not leave the device behind
             summary = self._undo(iam, device)
-        if isinstance(cause, KeyboardInterrupt):
-            raise Interrupted(f"enrollment interrupted; {summary}") from None
-        if isinstance(cause, MfaSessionError):
-            raise type(cause)(f"{cause.message}; {summary}", hint=cause.hint) from cause
-        raise IamError(f"enrollment failed ({type(cause).__name__}); {summary}") from cause
+        _raise_with(cause, summary)
 
     def _undo(self, iam: Iam, device: NewDevice) -> str:
-        undone = []
+        """Delete the device; only then the seed and the PNG, which would be its last copies."""
+        try:
+            iam.delete_virtual_device(device.serial)
+        except IamNotFound:
+            pass
+        except MfaSessionError as exc:
+            return (
+                f"the new device {device.serial} could not be deleted ({exc.message}), so its "
+                "seed was kept; check it in IAM, and if it is not enabled delete it with "
+                f"'aws iam delete-virtual-mfa-device --serial-number {device.serial}'"
+            )
+        undone = [f"rolled back: the new device {device.serial} was deleted"]
         if self.stored:
             with contextlib.suppress(MfaSessionError):
                 seeds.remove_seed(device.serial)
@@ -194,17 +283,7 @@ class _Enrollment:
             with contextlib.suppress(OSError):
                 Path(self.options.qr_png).unlink()
                 undone.append("the QR code file was deleted")
-        try:
-            iam.delete_virtual_device(device.serial)
-        except MfaSessionError as exc:
-            kept = (
-                f"the new device {device.serial} could not be deleted ({exc.message}); "
-                f"delete it with 'aws iam delete-virtual-mfa-device --serial-number "
-                f"{device.serial}'"
-            )
-        else:
-            kept = f"rolled back: the new device {device.serial} was deleted"
-        return "; ".join([kept, *undone])
+        return "; ".join(undone)
 
     def _finish(self, user_name: str, device: NewDevice) -> None:
         self.say(f"enabled {device.serial} for IAM user {user_name}")
@@ -262,28 +341,39 @@ def show_qr(uri: str, terminal: Terminal) -> None:
     terminal.writer.flush()
 
 
-def write_png(path: str, png: bytes) -> None:
-    """IAM's QR code PNG: a new 0600 file, never an overwrite."""
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise UsageError(f"{path} already exists: the QR code is never written over") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot create {path}: {exc.strerror}") from None
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(png)
-
-
 def _ask_two_codes(terminal: Terminal) -> tuple[str, str]:
     terminal.say("scan the QR code, then type two consecutive codes from your app")
-    first = require_six_digits(terminal.ask("first code: "), "the terminal")
+    first = _ask_code(terminal, "first code: ")
     while True:
-        second = require_six_digits(
-            terminal.ask("next code (wait for it to change): "), "the terminal"
-        )
+        second = _ask_code(terminal, "next code (wait for it to change): ")
         if second != first:
             return first, second
         terminal.say("that is the same code: wait until the app shows the next one")
+
+
+def _ask_code(terminal: Terminal, question: str) -> str:
+    for _ in range(TYPED_TRIES):
+        answer = terminal.ask(question).strip()
+        if _SIX_DIGITS.fullmatch(answer):
+            return answer
+        terminal.say("a code is six digits")
+    raise CodeError("no six-digit code was typed")
+
+
+def _outcome_unknown(exc: BaseException) -> bool:
+    """Whether IAM may have done what was asked although we saw a failure."""
+    return isinstance(exc, KeyboardInterrupt | IamUnavailable) or not isinstance(
+        exc, MfaSessionError
+    )
+
+
+def _raise_with(cause: BaseException, summary: str) -> NoReturn:
+    """Raise what went wrong, with what was undone after it."""
+    if isinstance(cause, KeyboardInterrupt):
+        raise Interrupted(f"enrollment interrupted; {summary}") from None
+    if isinstance(cause, MfaSessionError):
+        raise type(cause)(f"{cause.message}; {summary}", hint=cause.hint) from cause
+    raise IamError(f"enrollment failed ({type(cause).__name__}); {summary}") from cause
 
 
 def _own_keys(profile: Profile, files: AwsFiles) -> StaticKeys:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from mfa_session.config import MfaProfile
 from mfa_session.credentials import Credentials
 from mfa_session.debug import debug
-from mfa_session.errors import IamError, StsError
+from mfa_session.errors import IamError
 from mfa_session.sts import new_client, transport_error
 
 if TYPE_CHECKING:
@@ -21,6 +21,18 @@ PERMISSIONS_HINT = (
     "the user needs to manage its own MFA device (iam:CreateVirtualMFADevice, "
     "iam:EnableMFADevice, iam:ListMFADevices, iam:DeleteVirtualMFADevice); see docs/enroll.md"
 )
+
+
+class IamUnavailable(IamError):
+    """IAM did not answer, or failed on its side: the call may or may not have happened."""
+
+
+class IamNotFound(IamError):
+    """IAM has no such device (or user)."""
+
+
+class CodesRejected(IamError):
+    """EnableMFADevice refused the two codes."""
 
 
 class NewDevice:
@@ -41,7 +53,9 @@ class Iam:
     """IAM for one user, signed with its keys or (``via``) a session of them."""
 
     def __init__(self, mfa: MfaProfile, via: Credentials | None = None) -> None:
-        self._client: BaseClient = new_client(mfa, via, "iam")
+        # One attempt per call: a retried create or enable that had in fact succeeded
+        # would fail as "already exists" and hide what happened.
+        self._client: BaseClient = new_client(mfa, via, "iam", attempts=1)
         self._profile = mfa.name
 
     def mfa_devices(self, user_name: str) -> list[str]:
@@ -86,16 +100,18 @@ class Iam:
             raise translated from exc
         return response
 
-    def _translate(
-        self, exc: Exception, action: str, arguments: dict[str, Any]
-    ) -> IamError | StsError | None:
+    def _translate(self, exc: Exception, action: str, arguments: dict[str, Any]) -> IamError | None:
         from botocore.exceptions import ClientError
 
         if not isinstance(exc, ClientError):
             endpoint = self._client.meta.endpoint_url
-            return transport_error(exc, "IAM", endpoint, "AWS_ENDPOINT_URL_IAM")
+            failure = transport_error(exc, "IAM", endpoint, "AWS_ENDPOINT_URL_IAM")
+            return None if failure is None else IamUnavailable(failure.message, failure.hint)
         error = exc.response.get("Error", {})
         code, message = str(error.get("Code", "")), str(error.get("Message", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        if status >= 500:
+            return IamUnavailable(f"IAM failed in {action} ({code}, HTTP {status})")
         return client_error(code, message, action, arguments, self._profile)
 
 
@@ -119,7 +135,7 @@ def client_error(
             hint="remove one in IAM before adding another",
         )
     if code == "InvalidAuthenticationCode":
-        return IamError(
+        return CodesRejected(
             "IAM rejected the two MFA codes",
             hint="they must be two consecutive codes of the new device; check this "
             "computer's clock (TOTP codes need it right)",
@@ -139,5 +155,5 @@ def client_error(
             hint="create a new access key in IAM and put it in the credentials file",
         )
     if code == "NoSuchEntity":
-        return IamError(f"IAM does not know {serial or 'that entity'}: {message}")
+        return IamNotFound(f"IAM does not know {serial or 'that entity'}: {message}")
     return IamError(f"IAM error {code} in {action}: {message}")

@@ -18,6 +18,7 @@ KEYRING_SERVICE = "mfa-session"
 AWS_DIGITS = 6
 AWS_PERIOD = 30
 _MIN_SEED_BITS = 112  # pyotp's floor; AWS seeds have 320
+_BASE32 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
 
 NO_BACKEND_HINT = (
     "on a desktop, unlock or install a keyring (GNOME Keyring, KWallet, KeePassXC, macOS "
@@ -31,7 +32,8 @@ class KeyringUnavailable(CodeError):
 
 
 def parse_seed(secret: str, origin: str) -> Any:
-    """A pyotp TOTP from base32 text or an otpauth://totp/ URI, checked by making a code."""
+    """A pyotp TOTP from base32 text or an otpauth://totp/ URI, checked against what AWS
+    devices are (SHA-1, six digits, 30 s, whole base32) so a bad paste fails here, not at STS."""
     import pyotp
 
     secret = secret.strip()
@@ -48,24 +50,49 @@ def parse_seed(secret: str, origin: str) -> Any:
             totp.at(0)
         except Exception as exc:  # pyotp raises several types for a bad URI
             raise CodeError(f"{origin} is not a valid otpauth:// URI", hint=hint) from exc
-        if totp.digits != AWS_DIGITS or totp.interval != AWS_PERIOD:
+        algorithm = totp.digest().name
+        if totp.digits != AWS_DIGITS or totp.interval != AWS_PERIOD or algorithm != "sha1":
             raise CodeError(
-                f"{origin} makes {totp.digits}-digit codes every {totp.interval} s; AWS MFA "
-                f"codes are {AWS_DIGITS} digits every {AWS_PERIOD} s",
+                f"{origin} makes {totp.digits}-digit {algorithm.upper()} codes every "
+                f"{totp.interval} s; AWS MFA codes are {AWS_DIGITS}-digit SHA1 codes every "
+                f"{AWS_PERIOD} s",
                 hint="check that the URI is the one for your AWS MFA device",
             )
+        _check_base32(totp.secret.upper(), origin, hint)
         return totp
-    compact = "".join(secret.split()).upper()
-    if compact.isalnum() and len(compact.rstrip("=")) * 5 < _MIN_SEED_BITS:
-        raise CodeError(
-            f"{origin} is too short to be a TOTP seed (AWS's are 64 characters)", hint=hint
-        )
+    groups = secret.split()
+    if len(groups) > 1 and (
+        len({len(group) for group in groups[:-1]}) != 1 or len(groups[-1]) > len(groups[0])
+    ):
+        raise CodeError(f"{origin} holds more than a seed (words or uneven groups)", hint=hint)
+    compact = "".join(groups).upper()
+    _check_base32(compact, origin, hint)
     try:
         totp = pyotp.TOTP(compact)
         totp.at(0)
     except Exception as exc:
         raise CodeError(f"{origin} is not a valid TOTP seed (base32)", hint=hint) from exc
     return totp
+
+
+def _check_base32(compact: str, origin: str, hint: str) -> None:
+    """Whole 8-character base32 groups: a truncated or doubled paste is refused."""
+    data = compact.rstrip("=")
+    if not data or any(character not in _BASE32 for character in data):
+        raise CodeError(f"{origin} is not a valid TOTP seed (base32)", hint=hint)
+    if len(data) * 5 < _MIN_SEED_BITS:
+        raise CodeError(
+            f"{origin} is too short to be a TOTP seed (AWS's are 64 characters)", hint=hint
+        )
+    if len(data) % 8:
+        raise CodeError(
+            f"{origin} has {len(data)} characters: a whole seed has a multiple of 8 "
+            "(AWS's have 64); part of it is missing",
+            hint=hint,
+        )
+    half = len(data) // 2
+    if data[:half] == data[half:]:
+        raise CodeError(f"{origin} looks pasted twice", hint=hint)
 
 
 def normalized(secret: str) -> str:
@@ -141,15 +168,19 @@ def _call(operation: str, serial: str, *arguments: str) -> Any:
 def read_seed_input(stdin: IO[str] | None = None) -> str:
     """The seed from a hidden prompt on a terminal, or all of stdin: never from argv."""
     stdin = sys.stdin if stdin is None else stdin
-    if stdin.isatty():
-        import getpass
+    try:
+        if stdin is None:
+            text = ""  # started with stdin closed
+        elif stdin.isatty():
+            import getpass
 
-        try:
             text = getpass.getpass("TOTP seed (base32 secret key or otpauth:// URI, hidden): ")
-        except EOFError:
-            text = ""
-    else:
-        text = stdin.read()
+        else:
+            text = stdin.read()
+    except EOFError:
+        text = ""
+    except UnicodeDecodeError:
+        raise CodeError("the TOTP seed given is not text (UTF-8)") from None
     if not text.strip():
         raise CodeError(
             "no TOTP seed was given",

@@ -98,8 +98,11 @@ class Sts:
         return self._clients[name]
 
 
-def new_client(mfa: MfaProfile, via: Credentials | None, service: str) -> BaseClient:
-    """A botocore client of ``service`` signed with the user's keys or a session of them."""
+def new_client(
+    mfa: MfaProfile, via: Credentials | None, service: str, attempts: int | None = None
+) -> BaseClient:
+    """A botocore client of ``service`` signed with the user's keys or a session of them;
+    ``attempts`` caps botocore's retries (1: none) for calls that must not repeat."""
     import botocore.session
     from botocore.config import Config
 
@@ -108,7 +111,10 @@ def new_client(mfa: MfaProfile, via: Credentials | None, service: str) -> BaseCl
     region = session.get_config_variable("region") or "us-east-1"
     options: dict[str, Any] = {"connect_timeout": 10}
     # botocore always reports a default retry_mode; only the user's own choice may win.
-    if not (session.get_scoped_config().get("retry_mode") or os.environ.get("AWS_RETRY_MODE")):
+    if attempts is not None:
+        options["retries"] = {"mode": "standard", "total_max_attempts": attempts}
+        options["read_timeout"] = 30
+    elif not (session.get_scoped_config().get("retry_mode") or os.environ.get("AWS_RETRY_MODE")):
         options["retries"] = {"mode": "standard"}
     if via is None:
         key_id, secret, token = mfa.keys.access_key_id, mfa.keys.secret_access_key, None

@@ -308,6 +308,7 @@ class _Fault:
     message: str
     status: int
     remaining: int
+    after: bool = False  # the action is carried out, then its answer is this error
 
 
 @dataclass
@@ -800,12 +801,20 @@ class StsEmulator:
             return list(self._state.sessions.values())
 
     def fail_next(
-        self, action: str, code: str, message: str, status: int = 400, times: int = 1
+        self,
+        action: str,
+        code: str,
+        message: str,
+        status: int = 400,
+        times: int = 1,
+        *,
+        after: bool = False,
     ) -> None:
-        """The next ``times`` authenticated calls of ``action`` get this error instead."""
+        """The next ``times`` authenticated calls of ``action`` get this error instead, or
+        (``after=True``) are carried out and then answered with it: a lost answer."""
         with self._state.lock:
             queue = self._state.faults.setdefault(action, deque())
-            queue.append(_Fault(code, message, status, times))
+            queue.append(_Fault(code, message, status, times, after))
 
     def calls(self, action: str | None = None) -> list[Call]:
         """A copy of the call log in arrival order, optionally only one action's calls."""
@@ -858,8 +867,13 @@ class StsEmulator:
     def _answer(self, request: HttpRequest, params: Mapping[str, str], request_id: str) -> str:
         """Authenticate, then let an injected fault or the action's handler answer."""
         caller = self._authenticate(request, _api(params)[0])
-        self._take_fault(params.get("Action", ""))
-        return self._dispatch(params, caller, request_id)
+        fault = self._take_fault(params.get("Action", ""))
+        if fault is not None and not fault.after:
+            raise StsError(fault.code, fault.message, fault.status)
+        answer = self._dispatch(params, caller, request_id)
+        if fault is not None:
+            raise StsError(fault.code, fault.message, fault.status)
+        return answer
 
     @staticmethod
     def _check_route(request: HttpRequest) -> None:
@@ -962,16 +976,16 @@ class StsEmulator:
                 f"{_amz_date(now + MAX_CLOCK_SKEW)} ({_amz_date(now)} + 15 min.)"
             )
 
-    def _take_fault(self, action: str) -> None:
+    def _take_fault(self, action: str) -> _Fault | None:
         with self._state.lock:
             queue = self._state.faults.get(action)
             if not queue:
-                return
+                return None
             fault = queue[0]
             fault.remaining -= 1
             if fault.remaining <= 0:
                 queue.popleft()
-        raise StsError(fault.code, fault.message, fault.status)
+        return fault
 
     def _dispatch(self, params: Mapping[str, str], caller: Caller, request_id: str) -> str:
         action = params.get("Action")

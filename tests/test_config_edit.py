@@ -107,3 +107,46 @@ def test_a_file_that_does_not_parse_is_refused_before_any_change(tmp_path: Path)
     with pytest.raises(ConfigError, match="does not parse"):
         ConfigEdit(str(path), "alice")
     assert path.read_text() == broken
+
+
+def test_sections_are_found_the_way_botocore_finds_them(tmp_path: Path) -> None:
+    """`[profile  alice]` is alice to the AWS CLI: a second [profile alice] would hide it."""
+    before = '[profile  "alice"]\nregion = eu-west-1\n\n[profile bob]\nregion = x\n'
+    path, change = edit(tmp_path, before)
+    change.apply(SERIAL)
+    assert path.read_text() == before.replace("eu-west-1\n", "eu-west-1\n" + LINE)
+    twice = "[profile alice]\nregion = a\n\n[profile  alice]\noutput = json\n"
+    with pytest.raises(ConfigError, match="more than one section"):
+        edit(tmp_path, twice)
+
+
+def test_upper_case_key_in_a_crlf_file_and_a_comment_only_section(tmp_path: Path) -> None:
+    crlf = "[profile alice]\r\nMFA_SERIAL = arn:aws:iam::1:mfa/old\r\nregion = x\r\n"
+    path, change = edit(tmp_path, crlf)
+    change.apply(SERIAL)
+    assert path.read_bytes() == crlf.replace("arn:aws:iam::1:mfa/old", SERIAL).encode()
+    comments = "[profile alice]\n# nothing yet\n\n# about bob\n[profile bob]\nregion = x\n"
+    path, change = edit(tmp_path, comments)
+    change.apply(SERIAL)
+    assert path.read_text() == comments.replace("[profile alice]\n", "[profile alice]\n" + LINE)
+
+
+def test_a_symlinked_config_is_edited_where_it_lives(tmp_path: Path) -> None:
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    target = dotfiles / "aws-config"
+    target.write_text(USER_CONFIG)
+    link = tmp_path / "config"
+    link.symlink_to(target)
+    ConfigEdit(str(link), "alice").apply(SERIAL)
+    assert link.is_symlink()
+    assert f"mfa_serial = {SERIAL}" in target.read_text()
+
+
+def test_changes_made_while_enrolling_are_kept(tmp_path: Path) -> None:
+    path, change = edit(tmp_path, USER_CONFIG)
+    with path.open("a") as handle:
+        handle.write("\n[profile later]\nregion = ap-south-1\n")
+    change.apply(SERIAL)
+    assert "[profile later]\nregion = ap-south-1\n" in path.read_text()
+    assert f"mfa_serial = {SERIAL}" in path.read_text()

@@ -134,6 +134,15 @@ def test_enroll_in_a_terminal_with_typed_codes_and_a_png(aws: AwsHome, bob: User
     child.expect("first code: ", timeout=30)
     shown = str(child.before)
     assert "scan this with your authenticator app" in shown and "\u2588" in shown
+    # A typo is asked again; a wrong pair too: the QR code was already scanned.
+    child.sendline("12345")
+    child.expect("a code is six digits", timeout=30)
+    child.expect("first code: ", timeout=30)
+    child.sendline("000000")
+    child.expect("next code", timeout=30)
+    child.sendline("111111")
+    child.expect("IAM rejected those codes; try 2 of 3", timeout=30)
+    child.expect("first code: ", timeout=30)
     seed = next(d.seed for d in aws.emulator.virtual_devices() if d.serial == BOB_SERIAL)
     totp = pyotp.TOTP(seed)
     now = time.time()
@@ -198,6 +207,38 @@ def test_a_failed_enable_deletes_the_device_and_the_seed(
     assert list(aws.config.parent.glob("config.*.bak")) == []
 
 
+def test_a_lost_answer_to_enable_keeps_the_enabled_device(aws: AwsHome, bob: User) -> None:
+    """IAM enabled the device but the answer was lost: rolling back would delete the
+    seed of a working device, so enroll checks, keeps it and finishes."""
+    aws.emulator.fail_next("EnableMFADevice", "ServiceUnavailable", "try later", 503, after=True)
+    done = aws.run("enroll", "--profile", "bob")
+    assert done.returncode == 0, done.stderr
+    assert "had enabled" in done.stdout
+    assert devices_of(aws.emulator, "bob") == [BOB_SERIAL]
+    assert aws.stored_seed(BOB_SERIAL) is not None
+    assert f"mfa_serial = {BOB_SERIAL}" in aws.config.read_text()
+    assert len(aws.emulator.calls("EnableMFADevice")) == 1  # never retried
+
+
+def test_a_lost_answer_to_create_deletes_what_it_made(aws: AwsHome, bob: User) -> None:
+    aws.emulator.fail_next("CreateVirtualMFADevice", "InternalFailure", "oops", 500, after=True)
+    result = aws.run("enroll", "--profile", "bob")
+    assert_failed(result, "IAM failed in iam:CreateVirtualMFADevice", "was deleted")
+    assert len(aws.emulator.calls("CreateVirtualMFADevice")) == 1
+    assert unassigned(aws.emulator) == []
+    # Nothing is left in the way of the next try.
+    assert aws.run("enroll", "--profile", "bob").returncode == 0
+
+
+def test_when_the_device_cannot_be_deleted_its_seed_is_kept(aws: AwsHome, bob: User) -> None:
+    aws.emulator.fail_next("EnableMFADevice", "AccessDenied", "User: bob is not authorized", 403)
+    aws.emulator.fail_next("DeleteVirtualMFADevice", "AccessDenied", "not authorized", 403)
+    result = aws.run("enroll", "--profile", "bob")
+    assert_failed(result, "could not be deleted", "seed was kept", "delete-virtual-mfa-device")
+    assert unassigned(aws.emulator) == [BOB_SERIAL]
+    assert aws.stored_seed(BOB_SERIAL) is not None
+
+
 def test_access_denied_on_create_changes_nothing(aws: AwsHome, bob: User) -> None:
     aws.emulator.fail_next("CreateVirtualMFADevice", "AccessDenied", "not authorized", 403)
     result = aws.run("enroll", "--profile", "bob")
@@ -254,6 +295,10 @@ def test_checks_that_fail_before_anything_is_created(aws: AwsHome, bob: User) ->
     assert taken.returncode == 2 and "already exists" in taken.stderr
     assert existing.read_bytes() == b"mine"
     assert_clean_error(aws.run("enroll", "--profile", "tools"), "no long-term access keys", "bob")
+    aws.cache_dir.mkdir(mode=0o700, exist_ok=True)
+    aws.cache_dir.chmod(0o777)
+    assert_clean_error(aws.run("enroll", "--profile", "bob"), "writable by group or others")
+    aws.cache_dir.chmod(0o700)
     aws.config.write_text("stray line\n" + aws.config.read_text())
     assert_clean_error(aws.run("enroll", "--profile", "bob"), "cannot parse")
     assert aws.emulator.calls() == []

@@ -100,6 +100,18 @@ def test_bad_seeds_are_refused_and_nothing_is_stored(
     assert aws.stored_seed() is None
 
 
+def test_closed_or_binary_stdin_is_a_clean_error(aws: AwsHome) -> None:
+    aws.use_file_keyring()
+    closed = aws.run_command(["sh", "-c", f"{MFA_SESSION} totp set --profile alice <&-"])
+    assert_clean_error(closed, "no TOTP seed was given")
+    binary = aws.run_command(
+        ["sh", "-c", f"printf '\\377\\376' | {MFA_SESSION} totp set --profile alice"],
+        env={"PYTHONIOENCODING": "utf-8:strict"},
+    )
+    assert_clean_error(binary, "not text")
+    assert aws.stored_seed() is None
+
+
 def test_no_keyring_backend_says_how_to_get_one(aws: AwsHome) -> None:
     aws.env["PYTHON_KEYRING_BACKEND"] = NO_KEYRING
     result = aws.run("totp", "set", "--profile", "alice", input=aws.device.seed)
