@@ -83,7 +83,8 @@ def test_replace_remove_and_what_is_left(aws: AwsHome) -> None:
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ("definitely not a seed!", "not a valid TOTP seed"),
+        ("definitely-not-a-seed!", "not a valid TOTP seed"),
+        ("my seed is JBSWY3DPEHPK3PXPK5QWC3DFMFZWG2LT", "more than a seed"),
         ("otpauth://hotp/AWS:alice?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&counter=0", "TOTP"),
         ("otpauth://totp/AWS:alice?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&digits=8", "8-digit"),
         ("", "no TOTP seed was given"),
