@@ -22,7 +22,7 @@ from mfa_session.errors import CodeError
 
 STEP_SECONDS = 30
 PROMPT_TRIES = 3
-_SIX_DIGITS = re.compile(r"[0-9]{6}")
+SIX_DIGITS = re.compile(r"[0-9]{6}")
 _PROCESS_TIMEOUT = 120
 _GUI_TIMEOUT = 300
 
@@ -93,7 +93,7 @@ class CodeSource:
 
 def require_six_digits(code: str, origin: str) -> str:
     code = code.strip()
-    if not _SIX_DIGITS.fullmatch(code):
+    if not SIX_DIGITS.fullmatch(code):
         # Never echo what was given: a typo of a code is still a code.
         raise CodeError(f"the MFA code from {origin} is not six digits")
     return code
@@ -206,7 +206,7 @@ class TerminalPrompt(CodeSource):
         question = f"MFA code for {self.device.serial} (profile {self.device.profile}): "
         while True:
             answer = self.terminal.ask(question).strip()
-            if not _SIX_DIGITS.fullmatch(answer):
+            if not SIX_DIGITS.fullmatch(answer):
                 self.terminal.say("a code is six digits")
             elif self.device.is_spent(answer):
                 self.terminal.say("that code was already used; wait for the next one")

@@ -39,7 +39,7 @@ class ConfigEdit:
         self.profile = profile
         self.original = _read(self.path)
         self.text_with("arn:aws:iam::000000000000:mfa/check")  # refuse what we cannot edit
-        self.previous = _current_value(self.original, profile, self.path)
+        self.previous = _value_in(_settings(self.original, self.path), profile)
 
     def text_with(self, serial: str, text: str | None = None) -> str:
         """The whole file (``text``, or as first read) with the profile's mfa_serial set."""
@@ -75,9 +75,10 @@ class ConfigEdit:
         result = str(updater)
         if newline == "\r\n":
             result = re.sub(r"(?<!\r)\n", "\r\n", result)
-        if _current_value(result, self.profile, self.path) != serial or _others(
-            result, self.profile, self.path
-        ) != _others(text, self.profile, self.path):
+        before, after = _settings(text, self.path), _settings(result, self.path)
+        if _value_in(after, self.profile) != serial or _without_serial(
+            after, self.profile
+        ) != _without_serial(before, self.profile):
             raise ConfigError(f"could not place mfa_serial in {self.path} safely; nothing changed")
         return result
 
@@ -136,32 +137,31 @@ def _profile_of(section: str) -> str | None:
     return words[1] if len(words) == 2 and words[0] == "profile" else None
 
 
-def _parsed(text: str, path: str) -> configparser.RawConfigParser:
+def _settings(text: str, path: str) -> dict[str, dict[str, str]]:
+    """Every section's settings, as configparser (and so botocore) reads them."""
     parser = configparser.RawConfigParser()
     try:
         parser.read_string(text, source=path)
     except configparser.Error:
         raise ConfigError(f"cannot edit {path}: it does not parse as an AWS config file") from None
-    return parser
+    return {section: dict(parser.items(section)) for section in parser.sections()}
 
 
-def _current_value(text: str, profile: str, path: str) -> str | None:
-    parser = _parsed(text, path)
-    for section in parser.sections():
+def _value_in(settings: dict[str, dict[str, str]], profile: str) -> str | None:
+    for section, values in settings.items():
         if _profile_of(section) == profile:
-            value = parser.get(section, KEY, fallback=None)
+            value = values.get(KEY)
             return value.strip() if value else None
     return None
 
 
-def _others(text: str, profile: str, path: str) -> dict[str, dict[str, str]]:
-    """Every setting of the file except the profile's mfa_serial: the edit must keep them."""
-    parser = _parsed(text, path)
+def _without_serial(settings: dict[str, dict[str, str]], profile: str) -> dict[str, dict[str, str]]:
+    """Everything but the profile's mfa_serial: what the edit must keep as it was."""
     return {
         section: {
             key: value
-            for key, value in parser.items(section)
+            for key, value in values.items()
             if not (key == KEY and _profile_of(section) == profile)
         }
-        for section in parser.sections()
+        for section, values in settings.items()
     }

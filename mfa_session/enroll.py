@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -20,7 +19,7 @@ from typing import Any, NoReturn
 
 from mfa_session import seeds
 from mfa_session.cache import AcceptedCode, SessionCache, code_digest
-from mfa_session.codes import STEP_SECONDS, Terminal
+from mfa_session.codes import SIX_DIGITS, STEP_SECONDS, Terminal
 from mfa_session.config import AwsFiles, MfaProfile, Profile, StaticKeys
 from mfa_session.config_edit import ConfigEdit, section_name
 from mfa_session.debug import debug
@@ -32,11 +31,16 @@ from mfa_session.errors import (
     MfaSessionError,
     UsageError,
 )
-from mfa_session.iam import CodesRejected, Iam, IamNotFound, IamUnavailable, NewDevice
+from mfa_session.iam import (
+    MAX_MFA_DEVICES,
+    CodesRejected,
+    Iam,
+    IamNotFound,
+    IamUnavailable,
+    NewDevice,
+)
 
-MAX_DEVICES = 8
 TYPED_TRIES = 3
-_SIX_DIGITS = re.compile(r"[0-9]{6}")
 ISSUER = "Amazon Web Services"
 
 
@@ -126,9 +130,9 @@ class _Enrollment:
         user_name = arn.rsplit("/", 1)[-1]
         iam = Iam(mfa)
         active = iam.mfa_devices(user_name)
-        if len(active) >= MAX_DEVICES:
+        if len(active) >= MAX_MFA_DEVICES:
             raise IamError(
-                f"IAM user {user_name} already has the {MAX_DEVICES} MFA devices AWS allows",
+                f"IAM user {user_name} already has the {MAX_MFA_DEVICES} MFA devices AWS allows",
                 hint="remove one in IAM before adding another",
             )
         if active:
@@ -157,18 +161,16 @@ class _Enrollment:
             if not _outcome_unknown(exc):
                 raise
             with _signals_ignored():
-                try:
-                    iam.delete_virtual_device(expected_serial)
-                except IamNotFound:
-                    undone = "no device was left behind"
-                except MfaSessionError as failure:
-                    undone = (
-                        f"device {expected_serial} may exist unused ({failure.message}); "
-                        "delete it with 'aws iam delete-virtual-mfa-device --serial-number "
-                        f"{expected_serial}'"
-                    )
-                else:
-                    undone = f"rolled back: the new device {expected_serial} was deleted"
+                deleted, failure = _delete(iam, expected_serial)
+            if failure is not None:
+                undone = (
+                    f"device {expected_serial} may exist unused ({failure}); delete it with "
+                    f"'aws iam delete-virtual-mfa-device --serial-number {expected_serial}'"
+                )
+            elif deleted:
+                undone = f"rolled back: the new device {expected_serial} was deleted"
+            else:
+                undone = "no device was left behind"
             _raise_with(exc, undone)
 
     def _iam_with_mfa_session(self, mfa: MfaProfile, active: list[str]) -> Iam:
@@ -264,13 +266,10 @@ class _Enrollment:
 
     def _undo(self, iam: Iam, device: NewDevice) -> str:
         """Delete the device; only then the seed and the PNG, which would be its last copies."""
-        try:
-            iam.delete_virtual_device(device.serial)
-        except IamNotFound:
-            pass
-        except MfaSessionError as exc:
+        _, failure = _delete(iam, device.serial)
+        if failure is not None:
             return (
-                f"the new device {device.serial} could not be deleted ({exc.message}), so its "
+                f"the new device {device.serial} could not be deleted ({failure}), so its "
                 "seed was kept; check it in IAM, and if it is not enabled delete it with "
                 f"'aws iam delete-virtual-mfa-device --serial-number {device.serial}'"
             )
@@ -354,10 +353,21 @@ def _ask_two_codes(terminal: Terminal) -> tuple[str, str]:
 def _ask_code(terminal: Terminal, question: str) -> str:
     for _ in range(TYPED_TRIES):
         answer = terminal.ask(question).strip()
-        if _SIX_DIGITS.fullmatch(answer):
+        if SIX_DIGITS.fullmatch(answer):
             return answer
         terminal.say("a code is six digits")
     raise CodeError("no six-digit code was typed")
+
+
+def _delete(iam: Iam, serial: str) -> tuple[bool, str | None]:
+    """Delete an unenabled device: (whether it existed, why it could not be deleted)."""
+    try:
+        iam.delete_virtual_device(serial)
+    except IamNotFound:
+        return False, None
+    except MfaSessionError as exc:
+        return False, exc.message
+    return True, None
 
 
 def _outcome_unknown(exc: BaseException) -> bool:

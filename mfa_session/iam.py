@@ -17,6 +17,8 @@ from mfa_session.sts import new_client, transport_error
 if TYPE_CHECKING:
     BaseClient = Any
 
+MAX_MFA_DEVICES = 8  # per IAM user
+
 PERMISSIONS_HINT = (
     "the user needs to manage its own MFA device (iam:CreateVirtualMFADevice, "
     "iam:EnableMFADevice, iam:ListMFADevices, iam:DeleteVirtualMFADevice); see docs/enroll.md"
@@ -131,7 +133,7 @@ def client_error(
         return IamError(f"MFA device {serial} is already enabled for a user")
     if code == "LimitExceeded":
         return IamError(
-            "the user already has the 8 MFA devices AWS allows",
+            f"the user already has the {MAX_MFA_DEVICES} MFA devices AWS allows",
             hint="remove one in IAM before adding another",
         )
     if code == "InvalidAuthenticationCode":

@@ -1,9 +1,9 @@
 """TOTP seeds: checked when they come in, kept only in the OS keyring.
 
 A seed is stored under service ``mfa-session`` and user = the device's serial ARN,
-as given (base32 text or an otpauth:// URI), so a URI keeps its algorithm. AWS
-devices make six-digit codes every 30 s; a URI that says otherwise is refused
-at once instead of producing codes AWS would reject later.
+as given (base32 text or an otpauth:// URI). AWS devices make six-digit SHA1 codes
+every 30 s; a seed or URI that would make other codes is refused at once instead
+of producing codes AWS would reject later.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from __future__ import annotations
 import sys
 from typing import IO, Any
 
+from mfa_session.codes import STEP_SECONDS
 from mfa_session.debug import debug
 from mfa_session.errors import CodeError
 
 KEYRING_SERVICE = "mfa-session"
 AWS_DIGITS = 6
-AWS_PERIOD = 30
 _MIN_SEED_BITS = 112  # pyotp's floor; AWS seeds have 320
 _BASE32 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
 
@@ -51,11 +51,11 @@ def parse_seed(secret: str, origin: str) -> Any:
         except Exception as exc:  # pyotp raises several types for a bad URI
             raise CodeError(f"{origin} is not a valid otpauth:// URI", hint=hint) from exc
         algorithm = totp.digest().name
-        if totp.digits != AWS_DIGITS or totp.interval != AWS_PERIOD or algorithm != "sha1":
+        if totp.digits != AWS_DIGITS or totp.interval != STEP_SECONDS or algorithm != "sha1":
             raise CodeError(
                 f"{origin} makes {totp.digits}-digit {algorithm.upper()} codes every "
                 f"{totp.interval} s; AWS MFA codes are {AWS_DIGITS}-digit SHA1 codes every "
-                f"{AWS_PERIOD} s",
+                f"{STEP_SECONDS} s",
                 hint="check that the URI is the one for your AWS MFA device",
             )
         _check_base32(totp.secret.upper(), origin, hint)
