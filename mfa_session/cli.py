@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
 
 from mfa_session import PROG, __version__, debug
 from mfa_session.errors import MfaSessionError, UsageError
@@ -13,6 +12,7 @@ from mfa_session.errors import MfaSessionError, UsageError
 TYPE_CHECKING = False  # typing itself costs ~10 ms to import on the cache-hit path
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Mapping, Sequence
     from typing import Any, NoReturn
 
 # Each verb and the module under mfa_session/commands/ that implements it.
@@ -76,27 +76,73 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["credential-process"]:
+        from mfa_session import hit
+
+        try:
+            if hit.serve(arguments[1:], environ):
+                return 0
+        except BrokenPipeError:
+            return _pipe_closed()
+        except Exception as exc:  # a bug there must not cost the user a call: do it in full
+            debug.debug("cache hit path failed (%s): taking the full path", type(exc).__name__)
+    return run(arguments, environ)
+
+
+def run(arguments: list[str], environ: Mapping[str, str]) -> int:
+    """Every command but a cache hit: parse, harden, dispatch, report."""
     show_traceback = "--debug" in arguments
     try:
-        only = arguments[0] if arguments and arguments[0] in COMMANDS else None
+        if not arguments:
+            build_parser().print_help()
+            return 0
+        only = arguments[0] if arguments[0] in COMMANDS else None
         args = build_parser(only).parse_args(arguments)
         if args.debug:
             debug.enable()
+        from mfa_session.hardening import undumpable
+
+        undumpable()  # before any secret is read
         status: int = command_module(args.command).run(args, environ)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _pipe_closed()
     except MfaSessionError as exc:
-        print(f"{PROG}: error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
-        if show_traceback:
-            raise
+        _error(exc.message, exc.hint, show_traceback)
         return exc.exit_status
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        if show_traceback:
-            raise
-        print(f"{PROG}: error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
-        print("hint: re-run with --debug to see where", file=sys.stderr)
+        detail = " ".join(str(exc).split())[:200]
+        _error(
+            f"unexpected {type(exc).__name__}" + (f": {detail}" if detail else ""),
+            "re-run with --debug to see where",
+            show_traceback,
+        )
         return 1
     return status
+
+
+def _error(message: str, hint: str | None, show_traceback: bool) -> None:
+    """The one error line (and hint); with --debug, the traceback first. All redacted."""
+    from mfa_session.errors import redact
+
+    lines = []
+    if show_traceback:
+        import traceback
+
+        lines.append("".join(traceback.format_exc()).rstrip("\n"))
+    lines.append(f"{PROG}: error: {message}")
+    if hint:
+        lines.append(f"hint: {hint}")
+    sys.stderr.write(redact("\n".join(lines)) + "\n")
+    sys.stderr.flush()
+
+
+def _pipe_closed() -> int:
+    """The reader went away (``status | head -1``): stop quietly, as a Unix tool would on
+    SIGPIPE, without Python's complaint when it flushes stdout on the way out."""
+    with open(os.devnull, "wb") as devnull:
+        os.dup2(devnull.fileno(), sys.stdout.fileno())
+    return 141

@@ -11,7 +11,8 @@ import configparser
 import os
 from collections.abc import Mapping
 
-from mfa_session.errors import ConfigError
+from mfa_session.errors import ConfigError, sensitive
+from mfa_session.plan_records import stat_identity
 
 MIN_DURATION = 900
 MAX_DURATION = 129_600
@@ -79,7 +80,7 @@ class Profile:
     def static_keys(self) -> StaticKeys | None:
         key_id, secret = self.get("aws_access_key_id"), self.get("aws_secret_access_key")
         if key_id and secret:
-            return StaticKeys(key_id, secret)
+            return StaticKeys(key_id, sensitive(secret))
         return None
 
     def session_duration(self) -> int | None:
@@ -203,8 +204,13 @@ class AwsFiles:
         self.credentials_path = _path_from(
             environ, "AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"
         )
-        config = _parse(self.config_path)
-        credentials = _parse(self.credentials_path)
+        config, config_identity = _parse(self.config_path)
+        credentials, credentials_identity = _parse(self.credentials_path)
+        # What plan records are checked against: identities taken before each read.
+        self.inputs = [
+            (self.config_path, config_identity),
+            (self.credentials_path, credentials_identity),
+        ]
         self._profiles: dict[str, dict[str, str]] = {}
         for section in config.sections():
             name = _profile_name(section)
@@ -386,10 +392,13 @@ def _profile_name(section: str) -> str | None:
     return None  # sso-session, services and other sections
 
 
-def _parse(path: str) -> configparser.RawConfigParser:
+def _parse(path: str) -> tuple[configparser.RawConfigParser, str]:
+    """The parsed file and its identity (see plan_records), taken before it was read."""
     parser = configparser.RawConfigParser()
+    identity = "-"
     try:
         with open(path, encoding="utf-8") as handle:
+            identity = stat_identity(os.fstat(handle.fileno()))
             parser.read_file(handle)
     except FileNotFoundError:
         pass
@@ -408,4 +417,4 @@ def _parse(path: str) -> configparser.RawConfigParser:
         raise ConfigError(f"cannot parse {path}: it is not UTF-8 text") from exc
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-    return parser
+    return parser, identity

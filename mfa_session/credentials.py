@@ -1,12 +1,14 @@
 """Temporary AWS credentials and the formats tools read them in.
 
-A plain class rather than a dataclass: importing dataclasses costs more than
-the whole cache-hit path is allowed to.
+A plain class rather than a dataclass, and datetime imported only where used: the
+cache hit needs neither.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from datetime import datetime
 
 
 class Credentials:
@@ -51,15 +53,21 @@ class Credentials:
 
 
 def utc_now() -> datetime:
+    from datetime import datetime, timezone
+
     return datetime.now(timezone.utc)
 
 
 def format_utc(moment: datetime) -> str:
+    from datetime import timezone
+
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_utc(text: str) -> datetime:
     """Parse the ISO 8601 forms STS and our cache write; naive times are UTC."""
+    from datetime import datetime, timezone
+
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)

@@ -22,5 +22,7 @@ def is_enabled() -> bool:
 
 def debug(message: str, *args: object) -> None:
     if _enabled:
-        sys.stderr.write(f"mfa-session: debug: {message % args}\n")
+        from mfa_session.errors import redact
+
+        sys.stderr.write(redact(f"mfa-session: debug: {message % args}\n"))
         sys.stderr.flush()

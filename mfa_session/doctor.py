@@ -12,7 +12,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
-from mfa_session import codes, environment, seeds
+from mfa_session import codes, environment, os_keyring, seeds
 from mfa_session.cache import default_cache_dir, ensure_private_dir
 from mfa_session.config import AwsFiles, SessionPlan, is_own_command
 from mfa_session.errors import MfaSessionError
@@ -153,7 +153,7 @@ def _check_code_source(
             findings.append(Finding(check, OK, "mfa_process printed a six-digit code"))
         return
     try:
-        seed = seeds.load_seed(serial)
+        seed = seeds.load_seed(serial, environ)
     except MfaSessionError as exc:
         findings.append(Finding(check, FAIL, exc.message, exc.hint))
         return
@@ -178,7 +178,7 @@ def _check_code_source(
             check,
             FAIL,
             "no code source: no mfa_process, no seed in the "
-            f"keyring ({seeds.backend_name()}), no terminal",
+            f"keyring ({os_keyring.backend_name(environ)}), no terminal",
             f"run 'mfa-session totp set --profile {name}' or set mfa_process",
         )
     )

@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-from mfa_session import seeds
+from mfa_session import os_keyring, seeds
 from mfa_session.cache import AcceptedCode, SessionCache, code_digest
-from mfa_session.codes import SIX_DIGITS, STEP_SECONDS, Terminal
+from mfa_session.codes import Terminal
 from mfa_session.config import AwsFiles, MfaProfile, Profile, StaticKeys
 from mfa_session.config_edit import ConfigEdit, section_name
 from mfa_session.debug import debug
@@ -39,6 +39,7 @@ from mfa_session.iam import (
     IamUnavailable,
     NewDevice,
 )
+from mfa_session.totp import SIX_DIGITS, STEP_SECONDS
 
 TYPED_TRIES = 3
 ISSUER = "Amazon Web Services"
@@ -75,9 +76,9 @@ def enroll(options: EnrollOptions, environ: Mapping[str, str], say: Callable[[st
     cache = SessionCache.from_environ(environ)  # an unsafe cache folder: stop now
     if options.store:
         try:  # no keyring: say so before anything is created
-            seeds.read_seed("mfa-session-probe")
-        except seeds.KeyringUnavailable as exc:
-            raise seeds.KeyringUnavailable(
+            os_keyring.call([], environ)
+        except os_keyring.KeyringUnavailable as exc:
+            raise os_keyring.KeyringUnavailable(
                 exc.message, hint=f"{exc.hint}; or enroll with --no-store and use a phone app"
             ) from None
     _check_png_path(options.qr_png)
@@ -108,6 +109,7 @@ class _Enrollment:
         self.terminal, self.say = terminal, say
         self.stored = False
         self.png_written = False
+        self.backend = "?"
 
     def run(self, cache: SessionCache) -> None:
         from mfa_session.sts import Sts
@@ -211,7 +213,7 @@ class _Enrollment:
             self._save_png(self.options.qr_png, device.qr_png)
         if self.options.store:
             self.stored = True  # before the call: an interrupt inside it must still undo it
-            seeds.store_seed(device.serial, device.seed)
+            self.backend = seeds.store_seed(device.serial, device.seed, self.environ)
             # The previous and the current code: consecutive, and no wait for a new step.
             step = int(time.time() // STEP_SECONDS)
             first, second = (totp.at(s * STEP_SECONDS) for s in (step - 1, step))
@@ -303,7 +305,7 @@ class _Enrollment:
         self.say(change)
         if self.options.store:
             self.say(
-                f"the seed is in the keyring ({seeds.backend_name()}): codes need no phone; "
+                f"the seed is in the keyring ({self.backend}): codes need no phone; "
                 f"'mfa-session totp code --profile {self.profile.name}' shows one"
             )
         else:

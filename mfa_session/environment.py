@@ -1,5 +1,11 @@
 """Names of the environment variables mfa-session reads or sets, in one place."""
 
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 CACHE_DIR = "MFA_SESSION_CACHE_DIR"
 TOKEN_CODE = "MFA_SESSION_TOKEN_CODE"
 MIN_REMAINING = "MFA_SESSION_MIN_REMAINING"
@@ -11,3 +17,23 @@ RESOLVING = "MFA_SESSION_RESOLVING"
 PROFILE = "MFA_SESSION_PROFILE"
 EXPIRATION = "MFA_SESSION_EXPIRATION"
 NO_PROMPT = "MFA_SESSION_NO_PROMPT"
+# Time budgets, in seconds: every wait is bounded (see docs/configuration.md).
+STS_TIMEOUT = "MFA_SESSION_STS_TIMEOUT"
+MFA_PROCESS_TIMEOUT = "MFA_SESSION_MFA_PROCESS_TIMEOUT"
+KEYRING_TIMEOUT = "MFA_SESSION_KEYRING_TIMEOUT"
+
+
+def seconds(environ: Mapping[str, str], name: str, default: float, most: float = 3600) -> float:
+    """A time budget from the environment: 1 to ``most`` seconds, else ``default``."""
+    raw = environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0.5 <= value <= most:
+        from mfa_session.errors import ConfigError
+
+        raise ConfigError(f"{name} must be a number of seconds from 1 to {most:.0f}")
+    return value

@@ -48,3 +48,24 @@ class Interrupted(MfaSessionError):
     """The person stopped a command half-way (Ctrl-C, a closed terminal)."""
 
     exit_status = 130
+
+
+# Every secret this process has held (long-term secret keys, session secrets and
+# tokens, seeds, codes): whatever we print passes through redact() as a last line of
+# defence, behind the rule that no message is built from a secret or a response body.
+_SECRETS: set[str] = set()
+_REDACTED = "[redacted]"
+
+
+def sensitive(value: str) -> str:
+    """Register a secret (returned as is) so that no message can ever show it."""
+    if len(value) >= 6:  # a six-digit code is the shortest secret we handle
+        _SECRETS.add(value)
+    return value
+
+
+def redact(text: str) -> str:
+    for value in sorted(_SECRETS, key=len, reverse=True):
+        if value in text:
+            text = text.replace(value, _REDACTED)
+    return text

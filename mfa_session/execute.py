@@ -44,6 +44,9 @@ def default_command(environ: Mapping[str, str]) -> list[str]:
 
 def run(argv: Sequence[str], child_environment: dict[str, str]) -> int:
     """Replace this process with the command (POSIX), so signals and status are its own."""
+    from mfa_session.hardening import restore_core_limit
+
+    restore_core_limit()
     if os.name == "nt":  # no exec on Windows: run and pass the status on
         try:
             return subprocess.run(list(argv), env=child_environment, check=False).returncode

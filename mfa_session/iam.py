@@ -12,7 +12,7 @@ from mfa_session.config import MfaProfile
 from mfa_session.credentials import Credentials
 from mfa_session.debug import debug
 from mfa_session.errors import IamError
-from mfa_session.sts import new_client, transport_error
+from mfa_session.sts import clean_message, new_client, transport_error
 
 if TYPE_CHECKING:
     BaseClient = Any
@@ -99,7 +99,7 @@ class Iam:
             translated = self._translate(exc, action, arguments)
             if translated is None:
                 raise
-            raise translated from exc
+            raise translated from None
         return response
 
     def _translate(self, exc: Exception, action: str, arguments: dict[str, Any]) -> IamError | None:
@@ -107,10 +107,11 @@ class Iam:
 
         if not isinstance(exc, ClientError):
             endpoint = self._client.meta.endpoint_url
-            failure = transport_error(exc, "IAM", endpoint, "AWS_ENDPOINT_URL_IAM")
+            name = "".join(word.capitalize() for word in action.split(":")[-1:])
+            failure = transport_error(exc, "IAM", endpoint, "AWS_ENDPOINT_URL_IAM", name)
             return None if failure is None else IamUnavailable(failure.message, failure.hint)
         error = exc.response.get("Error", {})
-        code, message = str(error.get("Code", "")), str(error.get("Message", ""))
+        code, message = str(error.get("Code", "")), clean_message(str(error.get("Message", "")))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         if status >= 500:
             return IamUnavailable(f"IAM failed in {action} ({code}, HTTP {status})")

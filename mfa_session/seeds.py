@@ -9,26 +9,21 @@ of producing codes AWS would reject later.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from typing import IO, Any
 
-from mfa_session.codes import STEP_SECONDS
+from mfa_session import os_keyring
 from mfa_session.debug import debug
-from mfa_session.errors import CodeError
+from mfa_session.errors import CodeError, sensitive
+from mfa_session.os_keyring import KeyringFailed, KeyringUnavailable
+from mfa_session.totp import DIGITS as AWS_DIGITS
+from mfa_session.totp import STEP_SECONDS
 
-KEYRING_SERVICE = "mfa-session"
-AWS_DIGITS = 6
+KEYRING_SERVICE = os_keyring.SERVICE
 _MIN_SEED_BITS = 112  # pyotp's floor; AWS seeds have 320
 _BASE32 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
 
-NO_BACKEND_HINT = (
-    "on a desktop, unlock or install a keyring (GNOME Keyring, KWallet, KeePassXC, macOS "
-    "Keychain); on a server, 'pip install keyrings.alt' and set PYTHON_KEYRING_BACKEND="
-    "keyrings.alt.file.EncryptedKeyring; or use mfa_process instead"
-)
-
-
-class KeyringUnavailable(CodeError):
-    """No keyring backend works here: nothing can be stored or read."""
+WHAT = "the TOTP seed"
 
 
 def parse_seed(secret: str, origin: str) -> Any:
@@ -103,66 +98,35 @@ def normalized(secret: str) -> str:
     return "".join(secret.split()).upper()
 
 
-def load_seed(serial: str) -> Any | None:
-    """The TOTP for this serial when a keyring holds one; a missing backend means none."""
+def load_seed(serial: str, environ: Mapping[str, str] | None = None) -> Any | None:
+    """The TOTP for this serial when a keyring holds one; no backend at all means none,
+    a backend that fails raises KeyringFailed."""
     try:
-        secret = read_seed(serial)
-    except KeyringUnavailable as exc:
-        debug("keyring unavailable: %s", exc.message)
-        return None
-    if not secret:
-        return None
-    return parse_seed(secret, f"the keyring seed for {serial}")
-
-
-def read_seed(serial: str) -> str | None:
-    return _call("get_password", serial)  # type: ignore[no-any-return]
-
-
-def store_seed(serial: str, secret: str) -> None:
-    _call("set_password", serial, normalized(secret))
-
-
-def remove_seed(serial: str) -> bool:
-    """Delete the seed; False when there was none."""
-    import keyring.errors
-
-    try:
-        _call("delete_password", serial)
-    except keyring.errors.PasswordDeleteError:
-        return False
-    return True
-
-
-def backend_name() -> str:
-    import keyring
-
-    try:
-        backend = keyring.get_keyring()
-    except Exception:  # a broken backend configuration
-        return "no usable backend"
-    return f"{type(backend).__module__}.{type(backend).__name__}"
-
-
-def _call(operation: str, serial: str, *arguments: str) -> Any:
-    """One keyring operation; every way the backend can fail becomes KeyringUnavailable."""
-    import keyring
-    import keyring.errors
-
-    try:
-        return getattr(keyring, operation)(KEYRING_SERVICE, serial, *arguments)
-    except keyring.errors.PasswordDeleteError:
+        secret_text = read_seed(serial, environ)
+    except KeyringFailed:
         raise
-    except keyring.errors.NoKeyringError:
-        raise KeyringUnavailable(
-            "no OS keyring is available to keep the TOTP seed", hint=NO_BACKEND_HINT
-        ) from None
-    except Exception as exc:  # backends raise their own types (locked, D-Bus errors, ...)
-        # The message of a backend error never holds the secret, but keep to the type.
-        raise KeyringUnavailable(
-            f"the keyring ({backend_name()}) failed: {type(exc).__name__}",
-            hint="unlock the keyring, or see 'mfa-session doctor'; " + NO_BACKEND_HINT,
-        ) from None
+    except KeyringUnavailable as exc:
+        debug("no keyring: %s", exc.message)
+        return None
+    if not secret_text:
+        return None
+    return parse_seed(secret_text, f"the keyring seed for {serial}")
+
+
+def read_seed(serial: str, environ: Mapping[str, str] | None = None) -> str | None:
+    seed = os_keyring.call([(os_keyring.GET, serial, None)], environ, WHAT).results[0]
+    return sensitive(seed) if isinstance(seed, str) and seed else None
+
+
+def store_seed(serial: str, seed: str, environ: Mapping[str, str] | None = None) -> str:
+    """Store the seed; returns the keyring backend's name."""
+    value = sensitive(normalized(seed))
+    return os_keyring.call([(os_keyring.SET, serial, value)], environ, WHAT).backend
+
+
+def remove_seed(serial: str, environ: Mapping[str, str] | None = None) -> bool:
+    """Delete the seed; False when there was none."""
+    return bool(os_keyring.call([(os_keyring.DELETE, serial, None)], environ, WHAT).results[0])
 
 
 def read_seed_input(stdin: IO[str] | None = None) -> str:

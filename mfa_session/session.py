@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from mfa_session import environment
-from mfa_session.cache import SessionCache, SessionKey
+from mfa_session.cache import DEFAULT_MIN_REMAINING, SessionCache, SessionKey
 from mfa_session.config import (
     CHAINED_ROLE_LIMIT,
     DEFAULT_DURATION,
@@ -24,12 +24,14 @@ from mfa_session.config import (
 from mfa_session.credentials import Credentials
 from mfa_session.debug import debug
 from mfa_session.errors import ConfigError, UsageError, WrongCodeError
+from mfa_session.lock import DeviceLock
+from mfa_session.plan_records import PlanRecord, PlanRequest, save, signature_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from mfa_session.sts import Sts
 
-DEFAULT_MIN_REMAINING = 900  # botocore refreshes 15 minutes before expiry
+_ROLE_ARN = r"arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]{1,128}"
 
 
 class SessionRequest:
@@ -89,21 +91,65 @@ def get_session(
     files = AwsFiles(environ)
     plan = files.plan(request.profile, request.mfa_serial)
     hops = _hops(plan, request)
-    builder = _Builder(plan, hops, request, environ, SessionCache.from_environ(environ))
+    cache = SessionCache.from_environ(environ)
+    builder = _Builder(plan, hops, request, environ, cache)
     credentials = builder.credentials(len(hops))
 
     region = files.profile(request.profile).region or plan.mfa.profile.region
-    signature = (plan.mfa.name, [hop.role_arn for hop in hops])
+    signature = signature_of(plan.mfa.name, [hop.role_arn for hop in hops])
+    record = PlanRecord(builder.keys[-1], builder.durations[-1], signature)
+    if request.mfa_serial is None:  # enroll's device is not in the files yet
+        save(cache.folder, _plan_request(files, request), files.inputs, record)
     for alias in sorted({request.profile, caller_profile or ""} - {"", plan.mfa.name}):
-        if alias == request.profile or _signature(files, alias) == signature:
-            builder.cache.note_alias(alias, builder.keys[-1], credentials)
+        if alias == request.profile or _record_of(files, alias, cache).signature == signature:
+            cache.note_alias(alias, builder.keys[-1], credentials)
     return Session(request.profile, region, credentials)
+
+
+def _plan_request(files: AwsFiles, request: SessionRequest) -> PlanRequest:
+    """The request as the cache hit sees it on the command line."""
+    return PlanRequest(
+        files.config_path,
+        files.credentials_path,
+        request.profile,
+        request.role_arn,
+        request.external_id,
+        request.role_session_name,
+        None if request.duration is None else str(request.duration),
+    )
+
+
+def _record_of(files: AwsFiles, name: str, cache: SessionCache) -> PlanRecord:
+    """A profile's plan as the hit needs it (remembered for it), or an empty one."""
+    try:
+        plan = files.plan(name)
+        hops = _hops(plan, SessionRequest(name))
+        keys, durations, _ = _levels(plan, hops, SessionRequest(name))
+        record = PlanRecord(
+            keys[-1], durations[-1], signature_of(plan.mfa.name, [hop.role_arn for hop in hops])
+        )
+    except ConfigError:
+        record = PlanRecord(None, 0, "")
+    save(
+        cache.folder,
+        PlanRequest(files.config_path, files.credentials_path, name),
+        files.inputs,
+        record,
+    )
+    return record
 
 
 def _hops(plan: SessionPlan, request: SessionRequest) -> list[RoleHop]:
     """The profile's roles, plus --role-arn on top; the role options apply to the last one."""
     hops = list(plan.hops)
     if request.role_arn:
+        import re
+
+        if not re.fullmatch(_ROLE_ARN, request.role_arn):
+            raise UsageError(
+                f"--role-arn {request.role_arn!r} is not a role ARN",
+                hint="give the role's ARN: arn:aws:iam::ACCOUNT:role/NAME",
+            )
         hops.append(RoleHop(request.role_arn, "--role-arn"))
     if not hops:
         if request.external_id or request.role_session_name:
@@ -124,12 +170,36 @@ def _hops(plan: SessionPlan, request: SessionRequest) -> list[RoleHop]:
     return hops
 
 
-def _signature(files: AwsFiles, name: str) -> tuple[str, list[str]] | None:
-    try:
-        plan = files.plan(name)
-    except ConfigError:
-        return None
-    return plan.mfa.name, [hop.role_arn for hop in plan.hops]
+def _levels(
+    plan: SessionPlan, hops: list[RoleHop], request: SessionRequest
+) -> tuple[list[SessionKey], list[int], list[bool]]:
+    """Each level's cache key and duration, and whether each role carries the MFA itself."""
+    mfa = plan.mfa
+    mfa_duration = (
+        (None if hops else request.duration) or mfa.profile.session_duration() or DEFAULT_DURATION
+    )
+    durations = [mfa_duration] + [hop.duration or DEFAULT_ROLE_DURATION for hop in hops]
+    # A role longer than an hour cannot be chained from the MFA session: the first
+    # role then carries the MFA itself (AssumeRole with keys and a code), like the AWS CLI.
+    direct = [
+        (index == 0 and durations[1] > CHAINED_ROLE_LIMIT)
+        or bool(hop.mfa_serial and hop.mfa_serial != mfa.mfa_serial)
+        for index, hop in enumerate(hops)
+    ]
+    for index in range(1, len(hops)):
+        if durations[index + 1] > CHAINED_ROLE_LIMIT:
+            raise ConfigError(
+                f"role {hops[index].role_arn} is assumed from another role's session, "
+                "which AWS caps at 1 hour",
+                hint="ask for 3600 seconds or less (duration_seconds / --duration)",
+            )
+    path: list[str] = []
+    keys = [SessionKey(mfa.name, mfa.keys.access_key_id, mfa.mfa_serial)]
+    for hop in hops:
+        path.append(hop.role_arn)
+        serial = hop.mfa_serial or mfa.mfa_serial
+        keys.append(SessionKey(mfa.name, mfa.keys.access_key_id, serial, " > ".join(path)))
+    return keys, durations, direct
 
 
 class _Builder:
@@ -145,35 +215,7 @@ class _Builder:
     ) -> None:
         self.plan, self.hops, self.request = plan, hops, request
         self.environ, self.cache = environ, cache
-        mfa = plan.mfa
-        self.mfa_duration = (
-            (None if hops else request.duration)
-            or mfa.profile.session_duration()
-            or DEFAULT_DURATION
-        )
-        self.durations = [self.mfa_duration] + [
-            hop.duration or DEFAULT_ROLE_DURATION for hop in hops
-        ]
-        # A role longer than an hour cannot be chained from the MFA session: the first
-        # role then carries the MFA itself (AssumeRole with keys and a code), like the AWS CLI.
-        self.direct = [
-            (index == 0 and self.durations[1] > CHAINED_ROLE_LIMIT)
-            or bool(hop.mfa_serial and hop.mfa_serial != mfa.mfa_serial)
-            for index, hop in enumerate(hops)
-        ]
-        for index in range(1, len(hops)):
-            if self.durations[index + 1] > CHAINED_ROLE_LIMIT:
-                raise ConfigError(
-                    f"role {hops[index].role_arn} is assumed from another role's session, "
-                    "which AWS caps at 1 hour",
-                    hint="ask for 3600 seconds or less (duration_seconds / --duration)",
-                )
-        path: list[str] = []
-        self.keys = [SessionKey(mfa.name, mfa.keys.access_key_id, mfa.mfa_serial)]
-        for hop in hops:
-            path.append(hop.role_arn)
-            serial = hop.mfa_serial or mfa.mfa_serial
-            self.keys.append(SessionKey(mfa.name, mfa.keys.access_key_id, serial, " > ".join(path)))
+        self.keys, self.durations, self.direct = _levels(plan, hops, request)
         self._sts: Sts | None = None
 
     def credentials(self, level: int) -> Credentials:
@@ -188,25 +230,47 @@ class _Builder:
             via = self.credentials(level - 1)
         for note in self.plan.notes:
             debug("note: %s", note)
-        with self.cache.device_lock(key.mfa_serial):
+        from mfa_session.codes import notify
+
+        with DeviceLock(self.cache.folder, key.mfa_serial, notify) as lock:
             # Another process may have done the work while we waited for the lock.
             cached = self.cache.read(key)
             if cached is not None and cached.seconds_left() > min_remaining:
                 return cached
-            fresh = self._make(level, via)
-            self.cache.write(key, fresh)
+            fresh = self._make(level, via, lock)
+            self._store(key, fresh)
         return fresh
 
-    def _make(self, level: int, via: Credentials | None) -> Credentials:
+    def _store(self, key: SessionKey, credentials: Credentials) -> None:
+        """Cache a new session; a code was spent for it, so a failed write loses nothing."""
+        try:
+            self.cache.write(key, credentials)
+        except OSError as exc:
+            from mfa_session.codes import notify
+
+            notify(
+                f"could not save the session in {self.cache.root} ({exc.strerror}); it is "
+                "used this time, and the next call will need a new code"
+            )
+
+    def _make(self, level: int, via: Credentials | None, lock: DeviceLock) -> Credentials:
         sts = self._client()
         if level == 0:
             duration = self.durations[0]
             return self._with_code(
-                self.plan.mfa.mfa_serial, lambda code: sts.get_session_token(code, duration)
+                self.plan.mfa.mfa_serial,
+                lambda code: sts.get_session_token(code, duration),
+                lock,
+                "GetSessionToken",
             )
         hop, duration = self.hops[level - 1], self.durations[level]
-        session_name = hop.session_name or _session_name(sts.user_name(via))
+        if hop.session_name:
+            session_name = hop.session_name
+        else:
+            lock.doing("waiting for STS (GetCallerIdentity)", sts.budget)
+            session_name = _session_name(sts.user_name(via))
         if not self.direct[level - 1]:
+            lock.doing("waiting for STS (AssumeRole)", sts.budget)
             return sts.assume_role(hop, session_name, duration, via)
         serial = hop.mfa_serial or self.plan.mfa.mfa_serial
         note = None
@@ -218,18 +282,25 @@ class _Builder:
         return self._with_code(
             serial,
             lambda code: sts.assume_role(hop, session_name, duration, via, (serial, code)),
+            lock,
+            "AssumeRole",
             note,
         )
 
     def _client(self) -> Sts:
         if self._sts is None:
-            from mfa_session.sts import Sts
+            from mfa_session.sts import Sts, time_budget
 
-            self._sts = Sts(self.plan.mfa)
+            self._sts = Sts(self.plan.mfa, time_budget(self.environ))
         return self._sts
 
     def _with_code(
-        self, serial: str, call: Callable[[str], Credentials], note: str | None = None
+        self,
+        serial: str,
+        call: Callable[[str], Credentials],
+        lock: DeviceLock,
+        action: str,
+        note: str | None = None,
     ) -> Credentials:
         """Get a code for this device and make the call, retrying as the source allows."""
         from mfa_session import codes
@@ -239,7 +310,10 @@ class _Builder:
             given, origin = self.environ[environment.TOKEN_CODE], environment.TOKEN_CODE
         terminal = codes.Terminal.open()
         name = self.plan.mfa.name
-        device = codes.DeviceContext(serial, name, self.cache, self.environ, terminal=terminal)
+        device = codes.DeviceContext(
+            serial, name, self.cache, self.environ, terminal=terminal, activity=lock.doing
+        )
+        budget = self._client().budget
         try:
             if note:
                 device.tell(note)
@@ -249,6 +323,7 @@ class _Builder:
             attempt = 0
             while True:
                 code = source.next_code(attempt)
+                lock.doing(f"waiting for STS ({action})", budget)
                 try:
                     credentials = call(code)
                 except WrongCodeError:

@@ -3,6 +3,7 @@ strict STS emulator on loopback; nothing touches the real home or the network.""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -152,6 +153,26 @@ class AwsHome:
 
     def gst_calls(self) -> list[object]:
         return list(self.emulator.calls("GetSessionToken"))
+
+
+def read_session_file(path: Path) -> dict[str, str]:
+    """A cached session, read the way the cache hit reads it: a magic line, the key
+    (tab-separated), the expiry epoch, then the credential_process JSON as printed."""
+    magic, key_line, epoch, document_line = path.read_text().rstrip("\n").split("\n")
+    assert magic == "mfa-session session 2"
+    profile, source_key_id, serial, role = key_line.split("\t")
+    document = json.loads(document_line)
+    return {
+        "profile": profile,
+        "source_access_key_id": source_key_id,
+        "mfa_serial": serial,
+        "role_arn": role,
+        "epoch": epoch,
+        "access_key_id": document["AccessKeyId"],
+        "secret_access_key": document["SecretAccessKey"],
+        "session_token": document["SessionToken"],
+        "expiration": document["Expiration"],
+    }
 
 
 def clean_environment(home: Path) -> dict[str, str]:

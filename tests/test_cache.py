@@ -19,6 +19,7 @@ from mfa_session.cache import (
 )
 from mfa_session.credentials import Credentials
 from mfa_session.errors import CacheError
+from mfa_session.lock import DeviceLock
 
 KEY = SessionKey("alice", "AKIAEXAMPLE", "arn:aws:iam::1:mfa/alice")
 
@@ -101,11 +102,16 @@ def test_device_memory(tmp_path: Path) -> None:
     assert cache.last_accepted("arn:other") is None
 
 
-def test_device_lock_is_reentrant_free_and_private(tmp_path: Path) -> None:
+def test_device_lock_and_its_state_file_are_private(tmp_path: Path) -> None:
     cache = SessionCache(str(tmp_path))
-    with cache.device_lock(KEY.mfa_serial):
-        (lock,) = tmp_path.glob("device-*.lock")
-        assert stat.S_IMODE(lock.stat().st_mode) & 0o077 == 0
+    with DeviceLock(cache.folder, KEY.mfa_serial, print) as lock:
+        lock.doing("testing", 1)
+        (lock_file,) = tmp_path.glob("device-*.lock")
+        (state_file,) = tmp_path.glob("device-*.state")
+        for path in (lock_file, state_file):
+            assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0
+        assert "\tbusy\ttesting\t" in state_file.read_text()
+    assert "\tdone\t" in state_file.read_text()
 
 
 def test_repr_hides_secrets() -> None:

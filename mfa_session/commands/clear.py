@@ -34,6 +34,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         with contextlib.suppress(MfaSessionError):
             profile = AwsFiles(environ).plan(profile).mfa.name
     removed = 0
+    if profile is None:
+        cache.folder.remove_temporaries(everything=True)  # a killed writer's, with secrets
     for entry in cache.entries():
         if profile is None or entry.key.profile == profile:
             cache.remove(entry.key)

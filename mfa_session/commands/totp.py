@@ -42,18 +42,18 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.action == "set":
         secret = seeds.read_seed_input()
         seeds.parse_seed(secret, "the seed")
-        replaced = seeds.read_seed(serial) is not None
-        seeds.store_seed(serial, secret)
+        replaced = seeds.read_seed(serial, environ) is not None
+        backend = seeds.store_seed(serial, secret, environ)
         verb = "replaced the stored" if replaced else "stored the"
-        out.write(f"{verb} TOTP seed for {serial} in the keyring ({seeds.backend_name()})\n")
+        out.write(f"{verb} TOTP seed for {serial} in the keyring ({backend})\n")
         out.write(f"check it: 'mfa-session totp code --profile {profile}' shows your app's code\n")
         return 0
     if args.action == "remove":
-        if not seeds.remove_seed(serial):
+        if not seeds.remove_seed(serial, environ):
             raise CodeError(f"no TOTP seed is stored for {serial}")
         out.write(f"removed the TOTP seed for {serial} from the keyring\n")
         return 0
-    secret_text = seeds.read_seed(serial)
+    secret_text = seeds.read_seed(serial, environ)
     if not secret_text:
         raise CodeError(
             f"no TOTP seed is stored for {serial} (profile {profile!r})",

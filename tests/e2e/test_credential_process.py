@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tests.conftest import AWS_CLI, AwsHome, Result, wait_for_fresh_step
+from tests.conftest import AWS_CLI, AwsHome, Result, read_session_file, wait_for_fresh_step
 
 
 def assert_process_json(result: Result) -> dict[str, object]:
@@ -327,7 +327,8 @@ def test_corrupt_cache_file_is_replaced(aws: AwsHome) -> None:
         aws.run("credential-process", "--profile", "alice", "--token-code", aws.code())
     )
     (session_file,) = aws.cache_dir.glob("session-*.json")
-    for garbage in ("", '{"format": 1, "profile": ', "[1, 2]", "\x00\xff"):
+    truncated = session_file.read_bytes()[:60].decode(errors="replace")
+    for garbage in ("", '{"format": 1, "profile": ', "[1, 2]", "\x00\xff", truncated):
         session_file.write_text(garbage)
         result = aws.run("credential-process", "--profile", "alice")
         assert_clean_error(result, "no way to get an MFA code")
@@ -335,7 +336,7 @@ def test_corrupt_cache_file_is_replaced(aws: AwsHome) -> None:
         aws.run("credential-process", "--profile", "alice", "--token-code", aws.code(1))
     )
     assert replaced != first
-    assert json.loads(session_file.read_text())["access_key_id"] == replaced["AccessKeyId"]
+    assert read_session_file(session_file)["access_key_id"] == replaced["AccessKeyId"]
 
 
 def test_group_writable_cache_folder_is_refused(aws: AwsHome) -> None:

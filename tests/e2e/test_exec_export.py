@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tests.conftest import AWS_CLI, MFA_SESSION, AwsHome
+from tests.conftest import AWS_CLI, MFA_SESSION, AwsHome, read_session_file
 from tests.e2e.test_credential_process import assert_clean_error, assert_no_secrets
 
 PRINT_ENV = [sys.executable, "-c", "import json, os; print(json.dumps(dict(os.environ)))"]
@@ -28,7 +28,7 @@ def logged_in(aws: AwsHome) -> AwsHome:
 
 def session_file(aws: AwsHome) -> dict[str, str]:
     (path,) = aws.cache_dir.glob("session-*.json")
-    document: dict[str, str] = json.loads(path.read_text())
+    document = read_session_file(path)
     return document
 
 

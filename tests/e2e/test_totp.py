@@ -116,7 +116,7 @@ def test_closed_or_binary_stdin_is_a_clean_error(aws: AwsHome) -> None:
 def test_no_keyring_backend_says_how_to_get_one(aws: AwsHome) -> None:
     aws.env["PYTHON_KEYRING_BACKEND"] = NO_KEYRING
     result = aws.run("totp", "set", "--profile", "alice", input=aws.device.seed)
-    assert_clean_error(result, "no OS keyring is available", "keyrings.alt")
+    assert_clean_error(result, "no OS keyring is available", "keyring-pass")
     assert aws.device.seed not in result.stderr
     assert_clean_error(aws.run("totp", "code", "--profile", "alice"), "no OS keyring")
 

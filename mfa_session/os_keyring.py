@@ -1,0 +1,208 @@
+"""The OS keyring, reached through a worker process with a deadline.
+
+A backend can hang (a locked Secret Service with no prompt, gpg waiting on a
+pinentry) or leave helpers behind that keep our stderr open, and an SDK waiting on
+credential_process would then hang too. So each batch of keyring operations runs in
+a short-lived child (``python -m mfa_session.os_keyring``) in a session of its own:
+on time-out the whole session is ended. Values travel through pipes, never argv.
+The child's stderr (pass and gpg write there) is kept from the SDK's pipes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mfa_session import environment
+from mfa_session.errors import CodeError, redact
+
+SERVICE = "mfa-session"
+DEFAULT_TIMEOUT = 60.0  # a person may be typing the keyring's password in a dialog
+
+NO_BACKEND_HINT = (
+    "on a desktop, unlock or install a keyring (GNOME Keyring, KWallet, KeePassXC, macOS "
+    "Keychain); on a server or over SSH, use pass with gpg-agent: "
+    "pipx install 'mfa-session[headless]' (or pipx inject mfa-session keyring-pass), "
+    "see docs/security.md#headless-machines; or use mfa_process instead"
+)
+
+
+class KeyringUnavailable(CodeError):
+    """No keyring backend works here: nothing can be stored or read."""
+
+
+class KeyringFailed(KeyringUnavailable):
+    """A keyring backend exists but failed or did not answer (locked, D-Bus, gpg trouble)."""
+
+
+GET, SET, DELETE = "get", "set", "delete"
+
+
+class Answer:
+    """The backend that answered, and one result per operation."""
+
+    __slots__ = ("backend", "results")
+
+    def __init__(self, backend: str, results: list[str | bool | None]) -> None:
+        self.backend, self.results = backend, results
+
+
+def call(
+    operations: Sequence[tuple[str, str, str | None]],
+    environ: Mapping[str, str] | None = None,
+    what: str = "the keyring",
+) -> Answer:
+    """Run (operation, user, value) triples under service mfa-session, in order: get
+    answers the value or None, set answers None, delete answers whether it existed."""
+    environ = os.environ if environ is None else environ
+    timeout = environment.seconds(environ, environment.KEYRING_TIMEOUT, DEFAULT_TIMEOUT)
+    request = json.dumps({"operations": [list(operation) for operation in operations]})
+    child_environment = dict(environ)
+    tty = controlling_tty_name()
+    if tty and not child_environment.get("GPG_TTY"):
+        child_environment["GPG_TTY"] = tty  # where gpg-agent's pinentry asks (pass backend)
+    try:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "mfa_session.os_keyring"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=child_environment,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise KeyringFailed(f"cannot start the keyring worker: {exc.strerror}") from None
+    try:
+        output, errors = worker.communicate(request.encode(), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _end_session(worker)
+        raise KeyringFailed(
+            f"the keyring did not answer within {timeout:.0f} s (is it locked?)",
+            hint=f"unlock it, or see 'mfa-session doctor'; {environment.KEYRING_TIMEOUT} "
+            "sets the time allowed",
+        ) from None
+    except BaseException:
+        _end_session(worker)
+        raise
+    try:
+        answer: dict[str, Any] = json.loads(output)
+    except ValueError:
+        detail = redact(" ".join(errors.decode(errors="replace").split()[-30:]))[:200]
+        raise KeyringFailed(
+            f"the keyring worker failed (exit status {worker.returncode})"
+            + (f": {detail}" if detail else "")
+        ) from None
+    backend = str(answer.get("backend", "?"))
+    failure = answer.get("error")
+    if isinstance(failure, dict):
+        if failure.get("no_backend"):
+            raise KeyringUnavailable(f"no OS keyring is available for {what}", hint=NO_BACKEND_HINT)
+        detail = redact(str(failure.get("message", "")))[:200]
+        raise KeyringFailed(
+            f"the keyring ({backend}) failed: {failure.get('type', 'error')}"
+            + (f": {detail}" if detail else ""),
+            hint="unlock the keyring, or see 'mfa-session doctor'",
+        )
+    results = answer.get("results")
+    if not isinstance(results, list) or len(results) != len(operations):
+        raise KeyringFailed("the keyring worker sent an answer that could not be read")
+    return Answer(backend, results)
+
+
+def backend_name(environ: Mapping[str, str] | None = None) -> str:
+    """The backend the worker would use, e.g. keyring.backends.SecretService.Keyring."""
+    try:
+        return call([], environ).backend
+    except KeyringUnavailable:
+        return "no usable backend"
+
+
+def _end_session(worker: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(worker.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError, AttributeError):
+        worker.kill()
+    worker.wait()
+
+
+def controlling_tty_name() -> str | None:
+    """The path of our controlling terminal (/dev/tty names no device gpg can use)."""
+    for descriptor in (0, 1, 2):
+        try:
+            if os.isatty(descriptor):
+                return os.ttyname(descriptor)
+        except OSError:
+            continue
+    try:
+        with open("/proc/self/stat", encoding="ascii") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    number = int(fields[4])  # tty_nr: the field after ppid, pgrp and session
+    major, minor = (number >> 8) & 0xFFF, (number & 0xFF) | ((number >> 12) & 0xFFF00)
+    if 136 <= major <= 143:  # Unix98 pseudo-terminals
+        return f"/dev/pts/{(major - 136) * 256 + minor}"
+    return None
+
+
+def _usable_backend() -> str:
+    """The backend's name; NoKeyringError for keyring's "fail" stand-in, which otherwise
+    only fails at the first operation."""
+    import keyring
+    import keyring.errors
+    from keyring.backends import fail
+
+    backend = keyring.get_keyring()
+    name = f"{type(backend).__module__}.{type(backend).__name__}"
+    if isinstance(backend, fail.Keyring):
+        raise keyring.errors.NoKeyringError(name)
+    return name
+
+
+def _serve() -> int:
+    """The worker: read the operations from stdin, answer JSON on stdout."""
+    request = json.loads(sys.stdin.read() or "{}")
+    answer: dict[str, Any] = {}
+    try:
+        import keyring
+        import keyring.errors
+        from keyring.backends import fail
+
+        backend = keyring.get_keyring()
+        answer["backend"] = f"{type(backend).__module__}.{type(backend).__name__}"
+        if isinstance(backend, fail.Keyring):
+            raise keyring.errors.NoKeyringError(answer["backend"])
+        results: list[str | bool | None] = []
+        for operation, user, value in request.get("operations", []):
+            if operation == GET:
+                results.append(keyring.get_password(SERVICE, user))
+            elif operation == SET:
+                keyring.set_password(SERVICE, user, value)
+                results.append(None)
+            elif operation == DELETE:
+                if keyring.get_password(SERVICE, user) is None:
+                    results.append(False)
+                else:
+                    keyring.delete_password(SERVICE, user)
+                    results.append(True)
+        answer["results"] = results
+    except Exception as exc:  # backends raise their own types (locked, D-Bus, gpg, ...)
+        import keyring.errors
+
+        message = " ".join(str(exc).split())
+        answer["error"] = {
+            "type": type(exc).__name__,
+            "message": message,
+            "no_backend": isinstance(exc, keyring.errors.NoKeyringError),
+        }
+    sys.stdout.write(json.dumps(answer))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_serve())
