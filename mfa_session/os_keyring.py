@@ -150,6 +150,20 @@ def controlling_tty_name() -> str | None:
     return None
 
 
+def _usable_backend() -> str:
+    """The backend's name; NoKeyringError for keyring's "fail" stand-in, which otherwise
+    fails only at the first operation."""
+    import keyring
+    import keyring.errors
+    from keyring.backends import fail
+
+    backend = keyring.get_keyring()
+    name = f"{type(backend).__module__}.{type(backend).__name__}"
+    if isinstance(backend, fail.Keyring):
+        raise keyring.errors.NoKeyringError(name)
+    return name
+
+
 def _serve() -> int:
     """The worker: read the operations from stdin, answer JSON on stdout."""
     request = json.loads(sys.stdin.read() or "{}")
