@@ -107,7 +107,7 @@ class Iam:
 
         if not isinstance(exc, ClientError):
             endpoint = self._client.meta.endpoint_url
-            name = "".join(word.capitalize() for word in action.split(":")[-1:])
+            name = action.split(":")[-1]
             failure = transport_error(exc, "IAM", endpoint, "AWS_ENDPOINT_URL_IAM", name)
             return None if failure is None else IamUnavailable(failure.message, failure.hint)
         error = exc.response.get("Error", {})

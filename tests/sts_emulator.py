@@ -322,6 +322,7 @@ class _State:
     roles: dict[str, Role] = field(default_factory=dict)  # by ARN
     sessions: dict[str, Session] = field(default_factory=dict)  # by access key id
     faults: dict[str, deque[_Fault]] = field(default_factory=dict)  # by action
+    sabotage: dict[str, deque[str]] = field(default_factory=dict)  # by action: answer faults
     calls: list[tuple[int, Call]] = field(default_factory=list)  # (arrival number, call)
 
 
@@ -348,6 +349,7 @@ class HttpResponse:
     status: int
     body: bytes
     request_id: str
+    sabotage: str | None = None  # "drop" or "hang": how the HTTP layer fails to answer
 
 
 @dataclass(frozen=True)
@@ -586,6 +588,26 @@ def _api(params: Mapping[str, str]) -> tuple[str, str]:
     return APIS.get(params.get("Version", ""), APIS[API_VERSION])
 
 
+# Answer faults (sabotage_next): what a broken or TLS-intercepting proxy does to an answer.
+SABOTAGE = ("truncate", "malformed", "missing-field", "expired", "drop", "hang")
+HANG_LIMIT = 600.0  # a hanging answer ends by itself after this, or at release/stop
+
+
+def _sabotaged(body: str, kind: str) -> str:
+    """The answer as a broken proxy would pass it on; "drop" and "hang" happen in HTTP."""
+    if kind == "truncate":
+        return body[: max(1, body.find("</SessionToken>"))]  # cut just after the secrets
+    if kind == "malformed":
+        return body.replace("</Credentials>", "<Credentials>", 1)  # unbalanced XML
+    if kind == "missing-field":
+        return re.sub(r"<SecretAccessKey>[^<]*</SecretAccessKey>", "", body)
+    if kind == "expired":
+        return re.sub(
+            r"<Expiration>[^<]*</Expiration>", "<Expiration>2001-01-01T00:00:00Z</Expiration>", body
+        )
+    return body
+
+
 def _credentials_xml(session: Session) -> str:
     credentials = _xml_fields(
         AccessKeyId=session.access_key_id,
@@ -640,6 +662,7 @@ class StsEmulator:
         self._arrivals = itertools.count()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._release = threading.Event()  # ends "hang" sabotage
         # (API version, action) -> handler.
         self._handlers: dict[tuple[str, str], Handler] = {
             (API_VERSION, "GetSessionToken"): self._get_session_token,
@@ -673,6 +696,7 @@ class StsEmulator:
         if server is None:
             return
         self._server = self._thread = None
+        self._release.set()
         server.shutdown()
         server.close_connections()  # idle keep-alive connections would pin handler threads
         server.server_close()
@@ -816,6 +840,19 @@ class StsEmulator:
             queue = self._state.faults.setdefault(action, deque())
             queue.append(_Fault(code, message, status, times, after))
 
+    def sabotage_next(self, action: str, kind: str, times: int = 1) -> None:
+        """The next ``times`` authenticated calls of ``action`` get a broken answer, as from
+        a failing or TLS-intercepting proxy (see SABOTAGE). The broken bodies still hold
+        the session's secrets, so a test can check that none of them is ever shown."""
+        if kind not in SABOTAGE:
+            raise ValueError(f"unknown sabotage {kind!r}: one of {', '.join(SABOTAGE)}")
+        with self._state.lock:
+            self._state.sabotage.setdefault(action, deque()).extend([kind] * times)
+
+    def release_hangs(self) -> None:
+        """Let every hanging answer go (as dropped connections)."""
+        self._release.set()
+
     def calls(self, action: str | None = None) -> list[Call]:
         """A copy of the call log in arrival order, optionally only one action's calls."""
         with self._state.lock:
@@ -831,12 +868,15 @@ class StsEmulator:
         request_id = str(uuid.uuid4())
         params: dict[str, str] = {}
         xmlns = XMLNS
+        sabotage = None
         try:
             self._check_route(request)
             params = self._parse_params(request)
             xmlns = _api(params)[1]
-            body = self._answer(request, params, request_id)
-            status, outcome = 200, "ok"
+            body, sabotage = self._answer(request, params, request_id)
+            status, outcome = 200, sabotage or "ok"
+            if sabotage is not None:
+                body = _sabotaged(body, sabotage)
         except StsError as error:
             body = _error_document(error, request_id, xmlns)
             status, outcome = error.status, error.code
@@ -856,7 +896,15 @@ class StsEmulator:
                 time=arrived_at,
             ),
         )
-        return HttpResponse(status, body.encode(), request_id)
+        return HttpResponse(status, body.encode(), request_id, sabotage)
+
+    def _take_sabotage(self, action: str) -> str | None:
+        with self._state.lock:
+            queue = self._state.sabotage.get(action)
+            return queue.popleft() if queue else None
+
+    def wait_for_release(self, limit: float) -> None:
+        self._release.wait(limit)
 
     def _record(self, arrival: int, call: Call) -> None:
         with self._state.lock:
@@ -864,16 +912,22 @@ class StsEmulator:
             if self._on_call is not None:
                 self._on_call(call)  # under the lock, so a log file keeps one order
 
-    def _answer(self, request: HttpRequest, params: Mapping[str, str], request_id: str) -> str:
-        """Authenticate, then let an injected fault or the action's handler answer."""
+    def _answer(
+        self, request: HttpRequest, params: Mapping[str, str], request_id: str
+    ) -> tuple[str, str | None]:
+        """Authenticate, then let an injected fault or the action's handler answer; the
+        answer comes with the sabotage to apply to it, if any ("hang": not carried out)."""
         caller = self._authenticate(request, _api(params)[0])
+        sabotage = self._take_sabotage(params.get("Action", ""))
+        if sabotage == "hang":
+            return "", sabotage
         fault = self._take_fault(params.get("Action", ""))
         if fault is not None and not fault.after:
             raise StsError(fault.code, fault.message, fault.status)
         answer = self._dispatch(params, caller, request_id)
         if fault is not None:
             raise StsError(fault.code, fault.message, fault.status)
-        return answer
+        return answer, sabotage
 
     @staticmethod
     def _check_route(request: HttpRequest) -> None:
@@ -1409,6 +1463,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
         response = server.emulator.handle(
             HttpRequest(self.command, target.path, target.query, headers, body)
         )
+        if response.sabotage in ("hang", "drop"):
+            if response.sabotage == "hang":
+                server.emulator.wait_for_release(HANG_LIMIT)
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
         self.send_response(response.status)  # also sends Date and Server
         self.send_header("x-amzn-RequestId", response.request_id)
         self.send_header("Content-Type", "text/xml")

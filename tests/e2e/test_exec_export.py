@@ -28,8 +28,7 @@ def logged_in(aws: AwsHome) -> AwsHome:
 
 def session_file(aws: AwsHome) -> dict[str, str]:
     (path,) = aws.cache_dir.glob("session-*.json")
-    document = read_session_file(path)
-    return document
+    return read_session_file(path)
 
 
 def test_exec_environment(logged_in: AwsHome) -> None:

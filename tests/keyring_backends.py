@@ -1,0 +1,55 @@
+"""Keyring backends that fail the way real ones do, selected in a test with
+PYTHON_KEYRING_BACKEND=tests.keyring_backends.<Name> (PYTHONPATH = the checkout).
+
+Hanging: a locked Secret Service with nobody to answer its prompt never returns.
+Raising: a backend error such as a D-Bus failure or a locked collection.
+"""
+
+from __future__ import annotations
+
+import time
+
+from keyring.backend import KeyringBackend
+from keyring.errors import KeyringLocked
+
+
+class Hanging(KeyringBackend):
+    priority = 1  # type: ignore[assignment]
+
+    def get_password(self, service: str, username: str) -> str | None:
+        time.sleep(3600)
+        return None
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        time.sleep(3600)
+
+    def delete_password(self, service: str, username: str) -> None:
+        time.sleep(3600)
+
+
+class Raising(KeyringBackend):
+    priority = 1  # type: ignore[assignment]
+
+    def get_password(self, service: str, username: str) -> str | None:
+        raise KeyringLocked("Failed to unlock the collection!")
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        raise KeyringLocked("Failed to unlock the collection!")
+
+    def delete_password(self, service: str, username: str) -> None:
+        raise KeyringLocked("Failed to unlock the collection!")
+
+
+class RaisingOnWrite(KeyringBackend):
+    """Reads find nothing; a write fails with an error that quotes what it was given."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return None
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        raise KeyringLocked(f"Failed to unlock the collection to store {password}")
+
+    def delete_password(self, service: str, username: str) -> None:
+        raise KeyringLocked("Failed to unlock the collection!")
