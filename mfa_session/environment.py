@@ -11,3 +11,5 @@ RESOLVING = "MFA_SESSION_RESOLVING"
 PROFILE = "MFA_SESSION_PROFILE"
 EXPIRATION = "MFA_SESSION_EXPIRATION"
 NO_PROMPT = "MFA_SESSION_NO_PROMPT"
+# The federation endpoint for console sign-in (`login`), instead of the partition's own.
+SIGNIN_URL = "MFA_SESSION_SIGNIN_URL"
