@@ -306,7 +306,7 @@ def test_endpoint_errors_are_one_clean_line(
 
 
 def test_a_browser_that_cannot_start_fails_without_showing_the_url(
-    signin: AwsHome, admin: Role, tmp_path: Path
+    signin: AwsHome, tmp_path: Path
 ) -> None:
     failing = tmp_path / "failing-browser"
     failing.write_text("#!/bin/sh\nexit 3\n")
