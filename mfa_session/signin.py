@@ -134,6 +134,7 @@ def federation_endpoint(partition: Partition, environ: Mapping[str, str]) -> str
         raise wrong from None
     if (
         not parts.hostname
+        or not re.fullmatch(r"[!-~]+", override)
         or parts.username is not None
         or parts.query
         or parts.fragment
@@ -198,13 +199,13 @@ def request_signin_token(
             "sessionToken": credentials.session_token,
         }
     )
-    request = urllib.request.Request(  # noqa: S310 - the scheme is checked: https, or http to loopback
-        f"{endpoint}?{urlencode(query)}",
-        headers={"User-Agent": f"mfa-session/{__version__}", "Accept": "application/json"},
-    )
     debug("getSigninToken at %s (SessionDuration: %s)", endpoint, session_duration)
     deadline = time.monotonic() + timeout
     try:
+        request = urllib.request.Request(  # noqa: S310 - checked: https, or http to loopback
+            f"{endpoint}?{urlencode(query)}",
+            headers={"User-Agent": f"mfa-session/{__version__}", "Accept": "application/json"},
+        )
         opener = urllib.request.build_opener(
             urllib.request.HTTPSHandler(context=_tls_context(ca_bundle)), _NoRedirect()
         )
@@ -213,7 +214,8 @@ def request_signin_token(
     except urllib.error.HTTPError as exc:
         exc.close()
         raise _status_error(exc.code, endpoint) from None
-    except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
+    except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError is an OSError
+        # Never shown: urllib's texts may quote the request's URL, which holds the secret key.
         raise _transport_error(exc, endpoint, timeout) from None
     try:
         answer = json.loads(body.decode("utf-8"))

@@ -81,6 +81,8 @@ def test_endpoint_override_must_be_https_or_loopback() -> None:
         "https://signin.example.com/federation?x=1",
         "ftp://signin.example.com/",
         "https://signin.example.com:port/",
+        "https://signin.example.com/fed eration",
+        "https://signin.example.com/fed\x01",
     ):
         with pytest.raises(ConfigError) as caught:
             signin.federation_endpoint(AWS, {"MFA_SESSION_SIGNIN_URL": bad})
