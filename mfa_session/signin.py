@@ -88,8 +88,7 @@ class ConsoleLogin:
     """A ready sign-in URL (a secret) and what it signs in as."""
 
     url: str = field(repr=False)
-    identity: str
-    mfa: bool
+    identity: str  # e.g. "role ARN (MFA)"
     expiration: datetime
 
 
@@ -230,7 +229,7 @@ def request_signin_token(
 
 
 def login_url(endpoint: str, token: str, destination: str) -> str:
-    """The ``Action=login`` URL: it opens the console session, once, within 15 minutes."""
+    """The ``Action=login`` URL: for 15 minutes it opens the console session."""
     query = {"Action": "login", "Issuer": ISSUER, "Destination": destination, "SigninToken": token}
     return f"{endpoint}?{urlencode(query)}"
 
@@ -301,7 +300,7 @@ def console_login(
         session_duration = None
     else:
         credentials = _role_session(request, environ)
-        identity = f"role {role_arn}"
+        identity = f"role {role_arn} (MFA)"
         session_duration = _console_duration(credentials, request.duration)
     token = request_signin_token(endpoint, credentials, session_duration, ca_bundle=ca_bundle)
     ends = credentials.expiration
@@ -310,7 +309,6 @@ def console_login(
     return ConsoleLogin(
         url=login_url(endpoint, token, destination),
         identity=identity,
-        mfa=role_arn is not None,
         expiration=ends,
     )
 

@@ -122,7 +122,7 @@ def test_role_on_the_cached_mfa_session_needs_no_second_code(
     opened = login(aws, "--profile", "alice", "--role-arn", admin.arn)
     assert opened.returncode == 0, opened.stderr
     assert opened.stdout.startswith(
-        f"opened the AWS console as role {admin.arn}; the console session lasts "
+        f"opened the AWS console as role {admin.arn} (MFA); the console session lasts "
     )
     url = browser.read_text().strip()
     assert_url_signs_in(aws, url)
