@@ -637,7 +637,7 @@ MAX_CONSOLE_SESSION = 43200
 CONSOLE_HOSTS = ("console.aws.amazon.com", "console.amazonaws.cn", "console.amazonaws-us-gov.com")
 SESSION_CALLS_GFT = "Cannot call GetFederationToken with session credentials"
 # The endpoint answers errors with an HTML page; these texts stand in for it. The first
-# two are AWS's own wording, the others the emulator's.
+# two are AWS's wording as users have reported it, the others the emulator's.
 BAD_CREDENTIALS_PARAMETER = "Invalid credentials parameter"
 NOT_FOR_FEDERATED_LOGIN = (
     "Only federation tokens or assume role tokens may be used for federated login."
