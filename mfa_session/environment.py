@@ -21,6 +21,8 @@ NO_PROMPT = "MFA_SESSION_NO_PROMPT"
 STS_TIMEOUT = "MFA_SESSION_STS_TIMEOUT"
 MFA_PROCESS_TIMEOUT = "MFA_SESSION_MFA_PROCESS_TIMEOUT"
 KEYRING_TIMEOUT = "MFA_SESSION_KEYRING_TIMEOUT"
+# The federation endpoint for console sign-in (`login`), instead of the partition's own.
+SIGNIN_URL = "MFA_SESSION_SIGNIN_URL"
 
 
 def seconds(environ: Mapping[str, str], name: str, default: float, most: float = 3600) -> float:

@@ -86,6 +86,20 @@ class Sts:
         response = self._call(via, "assume_role", hop, **arguments)
         return session_credentials(response, "AssumeRole")
 
+    def get_federation_token(self, name: str, duration: int, policy: str) -> Credentials:
+        """GetFederationToken with the long-term keys: the only console session AWS gives an
+        IAM user without a role, and it carries no MFA context."""
+        debug("GetFederationToken for %s as %s, %d s", self.mfa.name, name, duration)
+        response = self._call(
+            None,
+            "get_federation_token",
+            None,
+            Name=name,
+            DurationSeconds=duration,
+            Policy=policy,
+        )
+        return session_credentials(response, "GetFederationToken")
+
     def user_name(self, via: Credentials | None) -> str:
         """The IAM user's name, from GetCallerIdentity (e.g. for a role session name)."""
         arn = self.caller_arn(via)

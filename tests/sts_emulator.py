@@ -9,7 +9,9 @@ because a lenient fake would hide exactly the bugs it exists to catch.
 STS: GetSessionToken, GetCallerIdentity and AssumeRole (trust, external id, MFA,
 role chaining). IAM, on the same port and told apart by the query's Version:
 the virtual MFA device life cycle (create, enable, list, deactivate, delete) and
-GetUser, under the common "self-manage MFA" policy.
+GetUser, under the common "self-manage MFA" policy. Console sign-in, on the same
+port: STS GetFederationToken and the federation endpoint at ``/federation``
+(getSigninToken, login).
 
 Demo server: ``python -m tests.sts_emulator --state-file PATH [--port 0]``.
 """
@@ -20,6 +22,7 @@ import argparse
 import base64
 import calendar
 import contextlib
+import functools
 import hashlib
 import hmac
 import itertools
@@ -38,7 +41,7 @@ import traceback
 import uuid
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -231,10 +234,15 @@ class Session:
     mfa_authenticated: bool
     role: Role | None = None
     role_session_name: str | None = None
+    federated_name: str | None = None  # GetFederationToken's Name
+    chained: bool = False  # a role session assumed with temporary credentials
 
     @property
     def arn(self) -> str:
-        """Who these credentials are: the user, or ``assumed-role/ROLE/SESSION``."""
+        """Who these credentials are: the user, ``assumed-role/ROLE/SESSION`` or
+        ``federated-user/NAME``."""
+        if self.federated_name is not None:
+            return f"arn:aws:sts::{self.user.account}:federated-user/{self.federated_name}"
         if self.role is None:
             return self.user.arn
         return (
@@ -349,6 +357,8 @@ class HttpResponse:
     status: int
     body: bytes
     request_id: str
+    content_type: str = "text/xml"
+    location: str | None = None  # a redirect's target
     sabotage: str | None = None  # "drop" or "hang": how the HTTP layer fails to answer
 
 
@@ -632,13 +642,297 @@ def _claimed_access_key(request: HttpRequest) -> str:
     return match.group(1) if match else ""
 
 
+# --------------------------------------------------------------------------- console sign-in
+#
+# GetFederationToken (an STS action) and the federation endpoint at /federation, which
+# trades a role or federation session for a sign-in token (Action=getSigninToken) and
+# turns that token into a console session (Action=login), as AWS's "custom identity
+# broker" guide describes. The endpoint speaks plain HTTP GET (or a POSTed form) and
+# JSON, not the query protocol: it is not signed, the session's secrets are its proof.
+
+FEDERATION_PATH = "/federation"
+FEDERATED_NAME_PATTERN = r"[\w+=,.@-]*"
+MAX_POLICY_ARNS = 10
+SIGNIN_TOKEN_LIFETIME = 15 * 60  # AWS: the login URL works for 15 minutes
+MIN_CONSOLE_SESSION = 900
+MAX_CONSOLE_SESSION = 43200
+CONSOLE_HOSTS = ("console.aws.amazon.com", "console.amazonaws.cn", "console.amazonaws-us-gov.com")
+SESSION_CALLS_GFT = "Cannot call GetFederationToken with session credentials"
+# The endpoint answers errors with an HTML page; these texts stand in for it. The first
+# two are AWS's wording as users have reported it, the others the emulator's.
+BAD_CREDENTIALS_PARAMETER = "Invalid credentials parameter"
+NOT_FOR_FEDERATED_LOGIN = (
+    "Only federation tokens or assume role tokens may be used for federated login."
+)
+EXPIRED_SESSION = "The session credentials have expired"
+SESSION_DURATION_RANGE = (
+    f"SessionDuration must be between {MIN_CONSOLE_SESSION} and {MAX_CONSOLE_SESSION} seconds"
+)
+SESSION_DURATION_FEDERATED = "SessionDuration cannot be used with GetFederationToken credentials"
+SESSION_DURATION_CHAINED = "SessionDuration cannot be used with credentials from role chaining"
+BAD_SIGNIN_TOKEN = "The sign-in token is invalid or has expired"
+BAD_DESTINATION = "Destination must be an https URL of the AWS console"
+
+
+@dataclass(frozen=True)
+class SigninToken:
+    """A sign-in token the endpoint issued, for tests to inspect (the token is a secret)."""
+
+    token: str = field(repr=False)
+    access_key_id: str  # the session it signs in
+    kind: str  # "role" or "federation"
+    console_seconds: int  # how long the console session lasts
+    issued_at: float
+
+
+@dataclass
+class _SigninState:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    tokens: dict[str, SigninToken] = field(default_factory=dict)  # by token
+    policies: dict[str, str | None] = field(default_factory=dict)  # federated key id -> Policy
+
+
+class _FederationAnswer(Exception):
+    """A federation endpoint error: an HTTP status and a short text body."""
+
+    def __init__(self, status: int, text: str, outcome: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+        self.outcome = outcome
+
+
+def _refuse_federated_caller(caller: Caller, service: str, action: str) -> None:
+    """AWS lets GetFederationToken's credentials call no STS action but GetCallerIdentity,
+    and no IAM action at all through the API."""
+    session = caller.session
+    if session is None or session.federated_name is None or action == "GetCallerIdentity":
+        return
+    raise _not_authorized(caller.arn, f"{service}:{action}", "*")
+
+
+def _console_destination(url: str | None) -> bool:
+    if not url:
+        return False
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    return parts.scheme == "https" and any(
+        host == console or host.endswith("." + console) for console in CONSOLE_HOSTS
+    )
+
+
+class _ConsoleSignin:
+    """GetFederationToken and the federation endpoint, mixed into StsEmulator: they use its
+    state, clock, call log and fault injection (``fail_next("getSigninToken", ...)``
+    answers that HTTP status with the message as the body; with status 200 that is a
+    broken answer)."""
+
+    _state: _State
+    _signin: _SigninState
+    _clock: Callable[[], float]
+    _arrivals: Iterator[int]
+    _record: Callable[[int, Call], None]
+    _take_fault: Callable[[str], _Fault | None]
+    _issue_session: Callable[..., Session]
+
+    def signin_tokens(self) -> list[SigninToken]:
+        """Every sign-in token issued so far, oldest first (holds secrets)."""
+        with self._signin.lock:
+            return sorted(self._signin.tokens.values(), key=lambda token: token.issued_at)
+
+    def federation_policy(self, access_key_id: str) -> str | None:
+        """The inline session policy a federation session was given (None: no permissions)."""
+        with self._signin.lock:
+            return self._signin.policies[access_key_id]
+
+    def _get_federation_token(self, params: Mapping[str, str], caller: Caller) -> str:
+        check = _Validation()
+        name = check.required(params, "Name", "name")
+        duration = check.integer(
+            params, "DurationSeconds", "durationSeconds", MIN_DURATION, MAX_DURATION
+        )
+        policy = params.get("Policy")
+        check.text("name", name, 2, 32, FEDERATED_NAME_PATTERN)
+        check.text("policy", policy, 1, 2048, r"[\u0009\u000A\u000D\u0020-\u00FF]+")
+        policy_arns = [
+            value
+            for key, value in params.items()
+            if re.fullmatch(r"PolicyArns\.member\.\d+\.arn", key)
+        ]
+        if len(policy_arns) > MAX_POLICY_ARNS:
+            check.problems.append(
+                f"Value at 'policyArns' failed to satisfy constraint: Member must have length "
+                f"less than or equal to {MAX_POLICY_ARNS}"
+            )
+        check.raise_if_any()
+        if name is None:
+            raise AssertionError("unreachable")
+        if caller.session is not None:
+            raise _denied(SESSION_CALLS_GFT)
+        if policy is not None:
+            try:
+                document = json.loads(policy)
+            except ValueError:
+                document = None
+            if not isinstance(document, dict):
+                raise StsError("MalformedPolicyDocument", "The policy is not valid JSON.")
+        if duration is None:
+            duration = DEFAULT_DURATION
+        if caller.user.root:
+            duration = min(duration, ROOT_MAX_DURATION)
+        session = self._issue_session(
+            caller.user, duration, mfa_authenticated=False, federated_name=name
+        )
+        with self._signin.lock:
+            self._signin.policies[session.access_key_id] = policy
+        federated = _xml_fields(FederatedUserId=f"{caller.user.account}:{name}", Arn=session.arn)
+        answer = f"{_credentials_xml(session)}<FederatedUser>{federated}</FederatedUser>"
+        if policy is None:
+            return answer
+        # How much of the packed-policy quota the policy takes, in percent (roughly).
+        return f"{answer}<PackedPolicySize>{max(1, len(policy) * 100 // 2048)}</PackedPolicySize>"
+
+    def _federation(self, request: HttpRequest) -> HttpResponse:
+        """One request to the federation endpoint, logged like every STS call."""
+        arrival = next(self._arrivals)
+        arrived_at = self._clock()
+        request_id = str(uuid.uuid4())
+        params: dict[str, str] = {}
+        access_key_id, session_duration = "", None
+        try:
+            params = _federation_params(request)
+            action = params.get("Action", "")
+            if action == "getSigninToken":
+                access_key_id = _session_key_id(params.get("Session"))
+                session_duration = _int_or_none(params.get("SessionDuration"))
+            response = self._federation_answer(action, params, request_id)
+            outcome = "ok"
+        except _FederationAnswer as answer:
+            content_type = "application/json" if answer.status == 200 else "text/plain"
+            response = HttpResponse(answer.status, answer.text.encode(), request_id, content_type)
+            outcome = answer.outcome
+        self._record(
+            arrival,
+            Call(
+                action=params.get("Action", ""),
+                access_key_id=access_key_id,
+                serial=None,
+                duration=session_duration,
+                outcome=outcome,
+                time=arrived_at,
+            ),
+        )
+        return response
+
+    def _federation_answer(
+        self, action: str, params: Mapping[str, str], request_id: str
+    ) -> HttpResponse:
+        """An injected fault's answer (before or after the action), or the action's."""
+        fault = self._take_fault(action) if action else None
+        if fault is not None and not fault.after:
+            raise _FederationAnswer(fault.status, fault.message, fault.code)
+        response = self._federation_action(action, params, request_id)
+        if fault is not None:
+            raise _FederationAnswer(fault.status, fault.message, fault.code)
+        return response
+
+    def _federation_action(
+        self, action: str, params: Mapping[str, str], request_id: str
+    ) -> HttpResponse:
+        if action == "getSigninToken":
+            token = self._get_signin_token(params)
+            body = json.dumps({"SigninToken": token}).encode()
+            return HttpResponse(200, body, request_id, "application/json")
+        if action == "login":
+            return HttpResponse(302, b"", request_id, "text/plain", self._login(params))
+        raise _FederationAnswer(400, f"Unsupported Action: {action!r}", "InvalidAction")
+
+    def _get_signin_token(self, params: Mapping[str, str]) -> str:
+        """A sign-in token for a role or federation session: never a GetSessionToken one."""
+        refused = functools.partial(_FederationAnswer, 400)
+        try:
+            document = json.loads(params.get("Session") or "")
+        except ValueError:
+            document = None
+        fields = ("sessionId", "sessionKey", "sessionToken")
+        if not isinstance(document, dict) or not all(
+            isinstance(document.get(name), str) for name in fields
+        ):
+            raise refused(BAD_CREDENTIALS_PARAMETER, "InvalidSession")
+        with self._state.lock:
+            session = self._state.sessions.get(document["sessionId"])
+        if (
+            session is None
+            or not hmac.compare_digest(document["sessionKey"], session.secret_access_key)
+            or not hmac.compare_digest(document["sessionToken"], session.session_token)
+        ):
+            raise refused(BAD_CREDENTIALS_PARAMETER, "InvalidSession")
+        now = self._clock()
+        if now >= session.expires_at:
+            raise refused(EXPIRED_SESSION, "ExpiredSession")
+        if session.role is None and session.federated_name is None:
+            raise refused(NOT_FOR_FEDERATED_LOGIN, "NotFederationSession")
+        kind = "role" if session.role is not None else "federation"
+        console_seconds = int(session.expires_at - now)
+        raw = params.get("SessionDuration")
+        if raw is not None:
+            if kind == "federation":
+                raise refused(SESSION_DURATION_FEDERATED, "InvalidSessionDuration")
+            if session.chained:
+                raise refused(SESSION_DURATION_CHAINED, "InvalidSessionDuration")
+            seconds = _int_or_none(raw)
+            if seconds is None or not MIN_CONSOLE_SESSION <= seconds <= MAX_CONSOLE_SESSION:
+                raise refused(SESSION_DURATION_RANGE, "InvalidSessionDuration")
+            console_seconds = seconds
+        token = SigninToken(
+            token=secrets.token_urlsafe(384),
+            access_key_id=session.access_key_id,
+            kind=kind,
+            console_seconds=console_seconds,
+            issued_at=now,
+        )
+        with self._signin.lock:
+            self._signin.tokens[token.token] = token
+        return token.token
+
+    def _login(self, params: Mapping[str, str]) -> str:
+        """Where the browser goes: the Destination, if the token is one of ours and fresh."""
+        with self._signin.lock:
+            token = self._signin.tokens.get(params.get("SigninToken") or "")
+        if token is None or self._clock() >= token.issued_at + SIGNIN_TOKEN_LIFETIME:
+            raise _FederationAnswer(400, BAD_SIGNIN_TOKEN, "InvalidSigninToken")
+        destination = params.get("Destination")
+        if not _console_destination(destination) or destination is None:
+            raise _FederationAnswer(400, BAD_DESTINATION, "InvalidDestination")
+        return destination
+
+
+def _federation_params(request: HttpRequest) -> dict[str, str]:
+    if request.method not in ("GET", "POST"):
+        raise _FederationAnswer(405, f"{request.method} is not supported", "MethodNotAllowed")
+    try:
+        return StsEmulator._parse_params(request)
+    except StsError as error:
+        raise _FederationAnswer(400, error.message, error.code) from error
+
+
+def _session_key_id(raw: str | None) -> str:
+    """The access key id a getSigninToken request names, for the log (never its secrets)."""
+    try:
+        document = json.loads(raw or "")
+    except ValueError:
+        return ""
+    key_id = document.get("sessionId") if isinstance(document, dict) else None
+    return key_id if isinstance(key_id, str) else ""
+
+
 # --------------------------------------------------------------------------- the emulator
 
 # A handler returns its Result element's content, or None for an action without output.
 Handler = Callable[[Mapping[str, str], Caller], str | None]
 
 
-class StsEmulator:
+class StsEmulator(_ConsoleSignin):
     """AWS STS (and IAM's MFA actions) on 127.0.0.1: users, roles, MFA devices, sessions,
     a call log and fault injection.
 
@@ -663,11 +957,13 @@ class StsEmulator:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._release = threading.Event()  # ends "hang" sabotage
+        self._signin = _SigninState()
         # (API version, action) -> handler.
         self._handlers: dict[tuple[str, str], Handler] = {
             (API_VERSION, "GetSessionToken"): self._get_session_token,
             (API_VERSION, "GetCallerIdentity"): self._get_caller_identity,
             (API_VERSION, "AssumeRole"): self._assume_role,
+            (API_VERSION, "GetFederationToken"): self._get_federation_token,
             (IAM_API_VERSION, "CreateVirtualMFADevice"): self._create_virtual_mfa_device,
             (IAM_API_VERSION, "EnableMFADevice"): self._enable_mfa_device,
             (IAM_API_VERSION, "DeactivateMFADevice"): self._deactivate_mfa_device,
@@ -863,6 +1159,8 @@ class StsEmulator:
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         """Answer one HTTP request; every request, good or bad, lands in the call log."""
+        if request.path == FEDERATION_PATH:
+            return self._federation(request)
         arrival = next(self._arrivals)
         arrived_at = self._clock()
         request_id = str(uuid.uuid4())
@@ -896,7 +1194,7 @@ class StsEmulator:
                 time=arrived_at,
             ),
         )
-        return HttpResponse(status, body.encode(), request_id, sabotage)
+        return HttpResponse(status, body.encode(), request_id, sabotage=sabotage)
 
     def _take_sabotage(self, action: str) -> str | None:
         with self._state.lock:
@@ -921,6 +1219,7 @@ class StsEmulator:
         sabotage = self._take_sabotage(params.get("Action", ""))
         if sabotage == "hang":
             return "", sabotage
+        _refuse_federated_caller(caller, _api(params)[0], params.get("Action", ""))
         fault = self._take_fault(params.get("Action", ""))
         if fault is not None and not fault.after:
             raise StsError(fault.code, fault.message, fault.status)
@@ -1081,6 +1380,10 @@ class StsEmulator:
         return _credentials_xml(session)
 
     def _get_caller_identity(self, params: Mapping[str, str], caller: Caller) -> str:
+        session = caller.session
+        if session is not None and session.federated_name is not None:
+            user_id = f"{session.user.account}:{session.federated_name}"
+            return _xml_fields(Arn=caller.arn, UserId=user_id, Account=session.user.account)
         role = caller.role
         if role is not None and caller.session is not None:
             return _xml_fields(
@@ -1147,6 +1450,7 @@ class StsEmulator:
             mfa_authenticated=mfa_authenticated,
             role=role,
             role_session_name=session_name,
+            chained=caller.session is not None,
         )
         assumed = _xml_fields(AssumedRoleId=f"{role.role_id}:{session_name}", Arn=session.arn)
         return f"{_credentials_xml(session)}<AssumedRoleUser>{assumed}</AssumedRoleUser>"
@@ -1364,6 +1668,8 @@ class StsEmulator:
         mfa_authenticated: bool,
         role: Role | None = None,
         role_session_name: str | None = None,
+        federated_name: str | None = None,
+        chained: bool = False,
     ) -> Session:
         session = Session(
             access_key_id=_random_id("ASIA", 16),
@@ -1374,6 +1680,8 @@ class StsEmulator:
             mfa_authenticated=mfa_authenticated,
             role=role,
             role_session_name=role_session_name,
+            federated_name=federated_name,
+            chained=chained,
         )
         with self._state.lock:
             self._state.sessions[session.access_key_id] = session
@@ -1472,7 +1780,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return
         self.send_response(response.status)  # also sends Date and Server
         self.send_header("x-amzn-RequestId", response.request_id)
-        self.send_header("Content-Type", "text/xml")
+        self.send_header("Content-Type", response.content_type)
+        if response.location is not None:
+            self.send_header("Location", response.location)
         self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
         self.wfile.write(response.body)

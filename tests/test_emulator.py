@@ -1198,6 +1198,273 @@ def test_iam_endpoint_from_the_environment_and_fail_next(
     assert [c.outcome for c in emu.calls("ListMFADevices")] == ["ServiceFailure", "ok"]
 
 
+# --------------------------------------------------------------------------- console sign-in
+
+ALLOW_ALL = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'
+CONSOLE = "https://console.aws.amazon.com/console/home?region=eu-west-1"
+
+
+def federation(emu: StsEmulator, **params: str) -> tuple[int, dict[str, str], str]:
+    """A GET to the federation endpoint, as a broker (or a browser) would send it."""
+    connection = http.client.HTTPConnection(urlsplit(emu.url).netloc, timeout=10)
+    try:
+        connection.request("GET", "/federation?" + urlencode(params))
+        response = connection.getresponse()
+        text = response.read().decode()
+        headers = {name.lower(): value for name, value in response.getheaders()}
+        return response.status, headers, text
+    finally:
+        connection.close()
+
+
+def session_json(credentials: dict[str, Any]) -> str:
+    return json.dumps(
+        {
+            "sessionId": credentials["AccessKeyId"],
+            "sessionKey": credentials["SecretAccessKey"],
+            "sessionToken": credentials["SessionToken"],
+        }
+    )
+
+
+def signin_token(emu: StsEmulator, credentials: dict[str, Any], **extra: str) -> str:
+    status, headers, body = federation(
+        emu, Action="getSigninToken", Session=session_json(credentials), **extra
+    )
+    assert (status, headers["content-type"]) == (200, "application/json"), body
+    token = json.loads(body)["SigninToken"]
+    assert isinstance(token, str)
+    return token
+
+
+def test_federation_token_is_for_long_term_keys_and_names_a_federated_user(
+    emu: StsEmulator, alice: User, alice_client: StsClient, make_client: ClientFactory
+) -> None:
+    response = alice_client.get_federation_token(
+        Name="alice", DurationSeconds=900, Policy=ALLOW_ALL
+    )
+    federated = response["FederatedUser"]
+    assert federated == {
+        "FederatedUserId": "123456789012:alice",
+        "Arn": "arn:aws:sts::123456789012:federated-user/alice",
+    }
+    assert 1 <= response["PackedPolicySize"] <= 100
+    credentials = response["Credentials"]
+    assert 900 - 5 <= seconds_left(credentials["Expiration"]) <= 900
+    identity = client_for(make_client, credentials).get_caller_identity()
+    assert (identity["Arn"], identity["UserId"]) == (federated["Arn"], "123456789012:alice")
+    assert emu.federation_policy(credentials["AccessKeyId"]) == ALLOW_ALL
+    assert emu.sessions()[-1].mfa_authenticated is False  # no MFA context, ever
+    (call,) = emu.calls("GetFederationToken")
+    assert (call.access_key_id, call.duration, call.outcome) == (alice.access_key_id, 900, "ok")
+    # Without a policy the session has no permissions; the default is 12 hours.
+    bare = alice_client.get_federation_token(Name="alice")
+    assert "PackedPolicySize" not in bare
+    assert emu.federation_policy(bare["Credentials"]["AccessKeyId"]) is None
+    assert 43200 - 5 <= seconds_left(bare["Credentials"]["Expiration"]) <= 43200
+
+
+def test_federation_token_refuses_session_credentials_and_federated_callers(
+    alice_client: StsClient, make_client: ClientFactory, device: Device, admin: Role
+) -> None:
+    mfa_client = client_for(make_client, mfa_credentials(alice_client, device))
+    assert error_of(lambda: mfa_client.get_federation_token(Name="alice")) == (
+        "AccessDenied",
+        "Cannot call GetFederationToken with session credentials",
+        403,
+    )
+    federated = alice_client.get_federation_token(Name="bob", Policy=ALLOW_ALL)
+    federated_client = client_for(make_client, federated["Credentials"])
+    principal = "arn:aws:sts::123456789012:federated-user/bob"
+    assert error_of(
+        lambda: federated_client.assume_role(RoleArn=admin.arn, RoleSessionName="bob")
+    ) == ("AccessDenied", not_authorized(principal, "sts:AssumeRole", "*"), 403)
+    assert error_of(federated_client.get_session_token)[0] == "AccessDenied"
+
+
+@pytest.mark.parametrize(
+    ("params", "problem"),
+    [
+        ({"Name": "a"}, "Value 'a' at 'name' failed to satisfy constraint"),
+        ({"Name": "x" * 33}, "Member must have length less than or equal to 32"),
+        ({"Name": "alice smith"}, "Member must satisfy regular expression pattern"),
+        ({"Name": "alice", "DurationSeconds": "899"}, "greater than or equal to 900"),
+        ({"Name": "alice", "DurationSeconds": "129601"}, "less than or equal to 129600"),
+    ],
+)
+def test_federation_token_validates_name_and_duration(
+    emu: StsEmulator, alice: User, params: dict[str, str], problem: str
+) -> None:
+    status, _, body = raw_request(
+        emu, {"Action": "GetFederationToken", "Version": "2011-06-15", **params}, user=alice
+    )
+    assert (status, "<Code>ValidationError</Code>" in body, problem in body) == (400, True, True)
+
+
+def test_federation_token_of_root_is_cut_to_an_hour_and_policy_must_be_json(
+    emu: StsEmulator, make_client: ClientFactory
+) -> None:
+    root = emu.add_user("root", account="444455556666", root=True)
+    client = make_client(root.access_key_id, root.secret_access_key)
+    response = client.get_federation_token(Name="ops", DurationSeconds=7200)
+    assert 3600 - 5 <= seconds_left(response["Credentials"]["Expiration"]) <= 3600
+    code, _, status = error_of(lambda: client.get_federation_token(Name="ops", Policy="{"))
+    assert (code, status) == ("MalformedPolicyDocument", 400)
+
+
+def test_signin_token_for_a_chained_role_session_without_session_duration(
+    emu: StsEmulator,
+    alice_client: StsClient,
+    make_client: ClientFactory,
+    device: Device,
+    admin: Role,
+) -> None:
+    mfa_client = client_for(make_client, mfa_credentials(alice_client, device))
+    role = mfa_client.assume_role(RoleArn=admin.arn, RoleSessionName="alice")["Credentials"]
+    token = signin_token(emu, role)
+    (issued,) = emu.signin_tokens()
+    assert (issued.token, issued.kind, issued.access_key_id) == (
+        token,
+        "role",
+        role["AccessKeyId"],
+    )
+    assert 3600 - 5 <= issued.console_seconds <= 3600  # the credentials' lifetime
+    # AWS gives longer console sessions only to roles assumed with long-term keys.
+    status, _, body = federation(
+        emu, Action="getSigninToken", Session=session_json(role), SessionDuration="3600"
+    )
+    assert (status, body) == (
+        400,
+        "SessionDuration cannot be used with credentials from role chaining",
+    )
+    calls = emu.calls("getSigninToken")
+    assert [(c.access_key_id, c.duration, c.outcome) for c in calls] == [
+        (role["AccessKeyId"], None, "ok"),
+        (role["AccessKeyId"], 3600, "InvalidSessionDuration"),
+    ]
+    assert token not in repr(calls) + repr(emu.signin_tokens())
+
+
+def test_signin_token_for_a_direct_role_session_takes_a_session_duration(
+    emu: StsEmulator, alice_client: StsClient, device: Device, admin: Role
+) -> None:
+    role = alice_client.assume_role(
+        RoleArn=admin.arn,
+        RoleSessionName="alice",
+        DurationSeconds=7200,
+        SerialNumber=device.serial,
+        TokenCode=current_code(device),
+    )["Credentials"]
+    signin_token(emu, role, SessionDuration="7000")
+    assert emu.signin_tokens()[-1].console_seconds == 7000
+    for wrong in ("899", "43201", "soon"):
+        status, _, body = federation(
+            emu, Action="getSigninToken", Session=session_json(role), SessionDuration=wrong
+        )
+        assert (status, body) == (400, "SessionDuration must be between 900 and 43200 seconds")
+
+
+def test_signin_token_for_a_federation_session_but_never_a_session_token_one(
+    emu: StsEmulator, alice_client: StsClient, device: Device
+) -> None:
+    federated = alice_client.get_federation_token(Name="alice", Policy=ALLOW_ALL)["Credentials"]
+    signin_token(emu, federated)
+    assert emu.signin_tokens()[-1].kind == "federation"
+    status, _, body = federation(
+        emu, Action="getSigninToken", Session=session_json(federated), SessionDuration="900"
+    )
+    assert (status, body) == (
+        400,
+        "SessionDuration cannot be used with GetFederationToken credentials",
+    )
+    for credentials in (
+        mfa_credentials(alice_client, device),
+        alice_client.get_session_token()["Credentials"],
+    ):
+        status, _, body = federation(
+            emu, Action="getSigninToken", Session=session_json(credentials)
+        )
+        assert (status, body) == (
+            400,
+            "Only federation tokens or assume role tokens may be used for federated login.",
+        )
+    assert [c.outcome for c in emu.calls("getSigninToken")][-2:] == ["NotFederationSession"] * 2
+
+
+def test_signin_token_refuses_unknown_mismatched_malformed_and_expired_sessions(
+    emu: StsEmulator, alice: User, alice_client: StsClient
+) -> None:
+    federated = dict(alice_client.get_federation_token(Name="alice")["Credentials"])
+    sessions = [
+        session_json({**federated, "AccessKeyId": "ASIAUNKNOWNUNKNOWN00"}),
+        session_json({**federated, "SecretAccessKey": "x" + federated["SecretAccessKey"][1:]}),
+        session_json({**federated, "SessionToken": federated["SessionToken"][:-4] + "AAAA"}),
+        json.dumps({"sessionId": federated["AccessKeyId"]}),
+        "not json",
+    ]
+    for session in sessions:
+        assert federation(emu, Action="getSigninToken", Session=session)[::2] == (
+            400,
+            "Invalid credentials parameter",
+        )
+    assert federation(emu, Action="getSigninToken")[::2] == (400, "Invalid credentials parameter")
+    emu.expire_sessions(alice)
+    status, _, body = federation(emu, Action="getSigninToken", Session=session_json(federated))
+    assert (status, body) == (400, "The session credentials have expired")
+    assert federation(emu, Action="logout")[0] == 400
+
+
+def test_login_redirects_to_the_console_while_the_token_is_fresh(
+    make_client: ClientFactory,
+) -> None:
+    offset = [0.0]
+    with StsEmulator(clock=lambda: time.time() + offset[0]) as emu:
+        user = emu.add_user("alice")
+        client = make_client(user.access_key_id, user.secret_access_key, url=emu.url)
+        token = signin_token(emu, client.get_federation_token(Name="alice")["Credentials"])
+        status, headers, _ = federation(
+            emu, Action="login", Issuer="mfa-session", Destination=CONSOLE, SigninToken=token
+        )
+        assert (status, headers["location"]) == (302, CONSOLE)
+        for destination in ("https://evil.example/console", "http://console.aws.amazon.com/"):
+            status, _, body = federation(
+                emu, Action="login", Destination=destination, SigninToken=token
+            )
+            assert (status, body) == (400, "Destination must be an https URL of the AWS console")
+        assert federation(emu, Action="login", Destination=CONSOLE, SigninToken="x")[0] == 400
+        offset[0] = 15 * 60  # the URL works for 15 minutes
+        status, _, body = federation(emu, Action="login", Destination=CONSOLE, SigninToken=token)
+        assert (status, body) == (400, "The sign-in token is invalid or has expired")
+        assert [c.outcome for c in emu.calls("login")] == ["ok"] + ["InvalidDestination"] * 2 + [
+            "InvalidSigninToken"
+        ] * 2
+
+
+def test_fail_next_answers_the_federation_endpoint_with_a_status_and_body(
+    emu: StsEmulator, alice_client: StsClient
+) -> None:
+    federated = alice_client.get_federation_token(Name="alice")["Credentials"]
+    emu.fail_next("getSigninToken", "ServiceFailure", "Internal failure", 500)
+    emu.fail_next("getSigninToken", "BrokenAnswer", '{"SigninTok', 200)
+    emu.fail_next("getSigninToken", "LostAnswer", "Bad Gateway", 502, after=True)
+    session = session_json(federated)
+    assert federation(emu, Action="getSigninToken", Session=session)[::2] == (
+        500,
+        "Internal failure",
+    )
+    status, headers, body = federation(emu, Action="getSigninToken", Session=session)
+    assert (status, headers["content-type"], body) == (200, "application/json", '{"SigninTok')
+    assert federation(emu, Action="getSigninToken", Session=session)[0] == 502
+    assert len(emu.signin_tokens()) == 1  # the lost answer's token was issued
+    signin_token(emu, federated)
+    assert [c.outcome for c in emu.calls("getSigninToken")] == [
+        "ServiceFailure",
+        "BrokenAnswer",
+        "LostAnswer",
+        "ok",
+    ]
+
+
 # --------------------------------------------------------------------------- command line
 
 
