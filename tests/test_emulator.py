@@ -1494,3 +1494,86 @@ def test_cli_serves_alice_and_logs_calls(tmp_path: Path, make_client: ClientFact
         finally:
             server.terminate()
             assert server.wait(timeout=10) == 0
+
+
+# --------------------------------------------------------------------------- answer faults
+
+
+def gst(client: StsClient, device: Device) -> dict[str, Any]:
+    return dict(
+        client.get_session_token(
+            SerialNumber=device.serial, TokenCode=pyotp.TOTP(device.seed).now()
+        )
+    )
+
+
+@pytest.mark.parametrize("kind", ["truncate", "malformed"])
+def test_a_broken_answer_cannot_be_parsed_and_still_holds_the_secrets(
+    emu: StsEmulator, alice_client: StsClient, device: Device, kind: str
+) -> None:
+    from botocore.parsers import ResponseParserError
+
+    emu.sabotage_next("GetSessionToken", kind)
+    with pytest.raises(ResponseParserError) as raised:
+        gst(alice_client, device)
+    (session,) = emu.sessions()  # carried out, then broken on the way back
+    assert session.secret_access_key in str(raised.value)  # what mfa-session must never show
+    assert [call.outcome for call in emu.calls("GetSessionToken")] == [kind]
+
+
+def test_a_field_missing_and_an_expiration_in_the_past(
+    emu: StsEmulator, alice_client: StsClient, device: Device
+) -> None:
+    emu.sabotage_next("GetSessionToken", "missing-field")
+    emu.sabotage_next("GetSessionToken", "expired")
+    first = gst(alice_client, device)["Credentials"]
+    assert "SecretAccessKey" not in first and first["SessionToken"]
+    # The emulator refuses the same code twice: the second call uses the next step's.
+    second = alice_client.get_session_token(
+        SerialNumber=device.serial, TokenCode=pyotp.TOTP(device.seed).at(time.time() + 30)
+    )["Credentials"]
+    assert second["Expiration"].year == 2001
+    assert [call.outcome for call in emu.calls("GetSessionToken")] == ["missing-field", "expired"]
+
+
+def test_a_dropped_answer_was_carried_out(
+    emu: StsEmulator, alice_client: StsClient, device: Device
+) -> None:
+    from botocore.exceptions import ConnectionClosedError
+
+    emu.sabotage_next("GetSessionToken", "drop")
+    with pytest.raises(ConnectionClosedError):
+        gst(alice_client, device)
+    assert len(emu.sessions()) == 1  # the code is spent: a retry with it is refused
+    assert [call.outcome for call in emu.calls("GetSessionToken")] == ["drop"]
+
+
+def test_a_hanging_answer_until_released_and_stop_does_not_wait_for_it() -> None:
+    from botocore.exceptions import ReadTimeoutError
+
+    with StsEmulator() as emulator:
+        user = emulator.add_user("alice")
+        own = emulator.add_mfa_device(user)
+        emulator.sabotage_next("GetSessionToken", "hang", times=2)
+        client = botocore.session.Session().create_client(
+            "sts",
+            region_name="eu-west-1",
+            endpoint_url=emulator.url,
+            aws_access_key_id=user.access_key_id,
+            aws_secret_access_key=user.secret_access_key,
+            config=Config(retries={"total_max_attempts": 1}, read_timeout=1, connect_timeout=1),
+        )
+        started = time.monotonic()
+        with pytest.raises(ReadTimeoutError):
+            gst(client, own)
+        assert 1 <= time.monotonic() - started < 3
+        assert emulator.sessions() == []  # a hang is not carried out
+        emulator.release_hangs()
+        client.close()
+        started = time.monotonic()
+    assert time.monotonic() - started < 3  # stop() ended the second hang too
+
+
+def test_an_unknown_sabotage_is_refused(emu: StsEmulator) -> None:
+    with pytest.raises(ValueError, match="unknown sabotage"):
+        emu.sabotage_next("GetSessionToken", "explode")
