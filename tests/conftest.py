@@ -15,6 +15,7 @@ from pathlib import Path
 import pyotp
 import pytest
 
+from mfa_session.plan_records import SETTLE_SECONDS
 from tests.sts_emulator import Device, StsEmulator, User
 
 BIN = Path(sys.executable).parent
@@ -150,6 +151,19 @@ class AwsHome:
             ):
                 found.append(path)
         return found
+
+    def settle(self) -> None:
+        """Wait until the AWS files are old enough to be remembered (plan_records: a file
+        changed in the last 2 s is parsed on every call, never recorded)."""
+        newest = max(
+            max(path.stat().st_mtime, path.stat().st_ctime)
+            for path in (self.config, self.credentials)
+            if path.exists()
+        )
+        time.sleep(max(0.0, newest + SETTLE_SECONDS + 0.05 - time.time()))
+
+    def plan_records(self) -> list[Path]:
+        return sorted(self.cache_dir.glob("plan-*"))
 
     def gst_calls(self) -> list[object]:
         return list(self.emulator.calls("GetSessionToken"))
