@@ -129,7 +129,7 @@ class Refresher:
             self._latest = credentials
 
     def credentials(self, wait: float) -> Credentials:
-        """Fresh credentials, waiting at most ``wait`` seconds for a fetch to finish."""
+        """Fresh credentials, waiting for the fetch until it has run ``wait`` seconds."""
         with self._lock:
             attempt = self._attempt
             if attempt is None:
@@ -140,7 +140,9 @@ class Refresher:
                 threading.Thread(
                     target=self._run, args=(attempt,), name="mfa-session-fetch", daemon=True
                 ).start()
-        if not attempt.done.wait(wait):
+        # Up to ``wait`` after the attempt began: past that it is likely a prompt, and
+        # every request is answered at once instead of each one waiting again.
+        if not attempt.done.wait(max(0.0, attempt.started + wait - self._clock())):
             waited = self._clock() - attempt.started
             return self._fallback(
                 f"mfa-session is getting a new session ({waited:.0f} s so far; it may be "

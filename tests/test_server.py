@@ -136,6 +136,20 @@ def test_the_previous_session_is_served_while_the_next_is_made() -> None:
     assert refresher.credentials(wait=5).access_key_id == "ASIANEW"
 
 
+def test_late_requests_do_not_wait_again_for_a_slow_fetch() -> None:
+    gate = Gate(credentials())
+    refresher = server.Refresher(gate, initial=credentials(1200, key="ASIAOLD"))
+    started = time.monotonic()
+    assert refresher.credentials(wait=0.3).access_key_id == "ASIAOLD"
+    assert 0.25 < time.monotonic() - started < 2
+    started = time.monotonic()
+    for _ in range(5):  # a prompt is open: answered at once, not 0.3 s each
+        assert refresher.credentials(wait=0.3).access_key_id == "ASIAOLD"
+    assert time.monotonic() - started < 0.2
+    assert gate.calls == 1
+    gate.release.set()
+
+
 def test_a_previous_session_about_to_end_is_not_served() -> None:
     gate = Gate(credentials())
     refresher = server.Refresher(gate, initial=credentials(server.STALE_FLOOR - 5))
