@@ -169,7 +169,8 @@ class Refresher:
             credentials = self._fetch()
         except MfaSessionError as exc:
             self._finish(attempt, None, exc.message + (f" (hint: {exc.hint})" if exc.hint else ""))
-        except Exception as exc:  # a bug: say what kind, never the text (it may quote a secret)
+        except BaseException as exc:  # a bug: name it, never quote it (it may hold a secret);
+            # and finish the attempt whatever it was, or every later request would wait on it
             debug("fetching a session failed unexpectedly: %s", type(exc).__name__)
             self._finish(attempt, None, f"unexpected {type(exc).__name__} in mfa-session")
         else:
