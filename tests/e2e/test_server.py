@@ -418,7 +418,7 @@ def start_supervised(aws: AwsHome, script: str) -> tuple[subprocess.Popen[str], 
         start_new_session=True,
     )
     deadline = time.monotonic() + 30
-    while not ready.exists():
+    while not ready.exists() or not ready.read_text():  # created, then written
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "the child never started"
         time.sleep(0.02)
