@@ -47,7 +47,11 @@ def add_session_options(parser: argparse.ArgumentParser) -> None:
 
 def add_server_options(parser: argparse.ArgumentParser, switch: bool) -> None:
     """The credential server's options; ``switch`` adds --server (exec serves only on request)."""
-    group = parser.add_argument_group("credential server (docs/server.md)")
+    group = parser.add_argument_group(
+        "credential server (docs/server.md)",
+        "The server hands out sessions with more than 1200 s left (not 900) unless "
+        "--min-remaining says otherwise.",
+    )
     if switch:
         group.add_argument(
             "--server",
