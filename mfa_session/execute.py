@@ -109,8 +109,9 @@ def supervise(argv: Sequence[str], child_environment: dict[str, str]) -> int:
             raise CommandNotRunnable(f"permission denied: {argv[0]}", 126) from None
         except OSError as exc:
             raise CommandNotRunnable(f"cannot run {argv[0]}: {exc.strerror}", 126) from None
-        for signum in early:
-            forward(signum, None)
+        for signum in early:  # the terminal cannot have sent these to a child not yet born
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signum)
         return child.wait()
     finally:
         for signum, handler in previous.items():
