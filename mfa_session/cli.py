@@ -27,6 +27,7 @@ COMMANDS = {
     "totp": "totp",
     "enroll": "enroll",
     "login": "login",
+    "serve": "serve",
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 from mfa_session import environment
 from mfa_session.session import Session
@@ -53,53 +53,55 @@ def session_variables(session: Session) -> dict[str, str]:
 
 
 def render(format_name: str, session: Session) -> str:
-    return _RENDERERS[format_name](session)
+    if format_name == "json":
+        # The credential_process JSON, as aws-vault's `export --format=json` prints it.
+        return json.dumps(session.credentials.process_json(), indent=2) + "\n"
+    return render_variables(format_name, session_variables(session), _stale(session))
+
+
+def render_variables(
+    format_name: str, variables: Mapping[str, str], unset: Sequence[str] = ()
+) -> str:
+    """Variables to set (and others to remove) in one of FORMATS; json and dotenv only set."""
+    if format_name == "json":
+        return json.dumps(dict(variables), indent=2) + "\n"
+    return _RENDERERS[format_name](variables, unset)
 
 
 def _stale(session: Session) -> list[str]:
     return [name for name in STALE_VARIABLES if name not in session_variables(session)]
 
 
-def _sh(session: Session) -> str:
-    lines = [f"unset {' '.join(_stale(session))}"]
-    lines += [
-        f"export {name}={shlex.quote(value)}" for name, value in session_variables(session).items()
-    ]
+def _sh(variables: Mapping[str, str], unset: Sequence[str]) -> str:
+    lines = [f"unset {' '.join(unset)}"] if unset else []
+    lines += [f"export {name}={shlex.quote(value)}" for name, value in variables.items()]
     return "\n".join(lines) + "\n"
 
 
-def _fish(session: Session) -> str:
-    lines = [f"set -e {name}" for name in _stale(session)]
-    lines += [
-        f"set -gx {name} {fish_quote(value)}" for name, value in session_variables(session).items()
-    ]
+def _fish(variables: Mapping[str, str], unset: Sequence[str]) -> str:
+    lines = [f"set -e {name}" for name in unset]
+    lines += [f"set -gx {name} {fish_quote(value)}" for name, value in variables.items()]
     return "\n".join(lines) + "\n"
 
 
-def _powershell(session: Session) -> str:
-    lines = [f"Remove-Item Env:{name} -ErrorAction SilentlyContinue" for name in _stale(session)]
+def _powershell(variables: Mapping[str, str], unset: Sequence[str]) -> str:
+    lines = [f"Remove-Item Env:{name} -ErrorAction SilentlyContinue" for name in unset]
     lines += [
         f"$env:{name} = '{value.replace(chr(39), chr(39) * 2)}'"
-        for name, value in session_variables(session).items()
+        for name, value in variables.items()
     ]
     return "\n".join(lines) + "\n"
 
 
-def _json(session: Session) -> str:
-    """The credential_process JSON, as aws-vault's `export --format=json` prints it."""
-    return json.dumps(session.credentials.process_json(), indent=2) + "\n"
+def _dotenv(variables: Mapping[str, str], unset: Sequence[str]) -> str:
+    # Values are base64-like or URLs (no spaces, quotes or newlines), so no quoting:
+    # Docker's --env-file takes quotes literally.
+    return "".join(f"{name}={value}\n" for name, value in variables.items())
 
 
-def _dotenv(session: Session) -> str:
-    # Values are base64-like (no spaces, quotes or newlines), so no quoting: Docker's
-    # --env-file takes quotes literally.
-    return "".join(f"{name}={value}\n" for name, value in session_variables(session).items())
-
-
-_RENDERERS: dict[str, Callable[[Session], str]] = {
+_RENDERERS: dict[str, Callable[[Mapping[str, str], Sequence[str]], str]] = {
     "sh": _sh,
     "fish": _fish,
     "powershell": _powershell,
-    "json": _json,
     "dotenv": _dotenv,
 }

@@ -8,12 +8,13 @@
 
 # --- Completion lists: the one place to add a command or an option. --------
 # tests/e2e/test_shells.py checks them against mfa-session's argparse parser.
-__mfa_session_commands='credential-process exec export status clear init doctor totp enroll login'
+__mfa_session_commands='credential-process exec export status clear init doctor totp enroll login serve'
 __mfa_session_global_options='--debug --version --help'
 __mfa_session_session_options='--duration --role-arn --external-id --role-session-name --token-code --min-remaining'
+__mfa_session_server_options='--port --listen --allow-non-loopback'
 declare -gA __mfa_session_options=(
     [credential-process]="--profile $__mfa_session_session_options --debug --help"
-    [exec]="--profile $__mfa_session_session_options --debug --help"
+    [exec]="--profile $__mfa_session_session_options --server $__mfa_session_server_options --debug --help"
     [export]="--profile --format $__mfa_session_session_options --debug --help"
     [status]='--json --debug --help'
     [clear]='--profile --all --debug --help'
@@ -22,9 +23,10 @@ declare -gA __mfa_session_options=(
     [totp]='--profile --debug --help'
     [enroll]='--profile --device-name --no-store --no-qr --qr-png --debug --help'
     [login]="--profile $__mfa_session_session_options --destination --print --without-mfa --debug --help"
+    [serve]="--profile --format $__mfa_session_session_options $__mfa_session_server_options --debug --help"
 )
 # Options that take a value: the next word is that value, never an option.
-__mfa_session_value_options="--profile --format --device-name --qr-png --destination $__mfa_session_session_options"
+__mfa_session_value_options="--profile --format --device-name --qr-png --destination --port --listen $__mfa_session_session_options"
 __mfa_session_formats='sh fish powershell json dotenv'
 __mfa_session_shells='bash zsh fish'
 __mfa_session_totp_actions='set code remove'

@@ -5,13 +5,14 @@
 
 # --- Completion lists: the one place to add a command or an option. --------
 # tests/e2e/test_shells.py checks them against mfa-session's argparse parser.
-typeset -g __mfa_session_commands='credential-process exec export status clear init doctor totp enroll login'
+typeset -g __mfa_session_commands='credential-process exec export status clear init doctor totp enroll login serve'
 typeset -g __mfa_session_global_options='--debug --version --help'
 typeset -g __mfa_session_session_options='--duration --role-arn --external-id --role-session-name --token-code --min-remaining'
+typeset -g __mfa_session_server_options='--port --listen --allow-non-loopback'
 typeset -gA __mfa_session_options
 __mfa_session_options=(
     credential-process "--profile $__mfa_session_session_options --debug --help"
-    exec "--profile $__mfa_session_session_options --debug --help"
+    exec "--profile $__mfa_session_session_options --server $__mfa_session_server_options --debug --help"
     export "--profile --format $__mfa_session_session_options --debug --help"
     status '--json --debug --help'
     clear '--profile --all --debug --help'
@@ -20,9 +21,10 @@ __mfa_session_options=(
     totp '--profile --debug --help'
     enroll '--profile --device-name --no-store --no-qr --qr-png --debug --help'
     login "--profile $__mfa_session_session_options --destination --print --without-mfa --debug --help"
+    serve "--profile --format $__mfa_session_session_options $__mfa_session_server_options --debug --help"
 )
 # Options that take a value: the next word is that value, never an option.
-typeset -g __mfa_session_value_options="--profile --format --device-name --qr-png --destination $__mfa_session_session_options"
+typeset -g __mfa_session_value_options="--profile --format --device-name --qr-png --destination --port --listen $__mfa_session_session_options"
 typeset -g __mfa_session_formats='sh fish powershell json dotenv'
 typeset -g __mfa_session_shells='bash zsh fish'
 typeset -g __mfa_session_totp_actions='set code remove'

@@ -958,6 +958,7 @@ class StsEmulator(_ConsoleSignin):
         self._thread: threading.Thread | None = None
         self._release = threading.Event()  # ends "hang" sabotage
         self._signin = _SigninState()
+        self._lifetime_caps: dict[str, int] = {}  # see "short sessions" below
         # (API version, action) -> handler.
         self._handlers: dict[tuple[str, str], Handler] = {
             (API_VERSION, "GetSessionToken"): self._get_session_token,
@@ -1154,6 +1155,24 @@ class StsEmulator(_ConsoleSignin):
         with self._state.lock:
             ordered = sorted(self._state.calls, key=lambda entry: entry[0])
         return [call for _, call in ordered if action is None or call.action == action]
+
+    # ----------------------------------------------------------------- short sessions
+    #
+    # For the credential server's tests: SDKs must cross a session's end while a test
+    # runs, and AWS never issues sessions shorter than 900 s. Not an AWS behaviour.
+
+    def cap_lifetime(self, action: str, seconds: int) -> None:
+        """Sessions ``action`` (GetSessionToken or AssumeRole) issues from now on end after
+        ``seconds``, whatever DurationSeconds asked for (the call log keeps the asked one)."""
+        if action not in ("GetSessionToken", "AssumeRole") or seconds < 1:
+            raise ValueError("cap GetSessionToken or AssumeRole sessions, by 1 s or more")
+        with self._state.lock:
+            self._lifetime_caps[action] = seconds
+
+    def _lifetime(self, duration: int, role: Role | None) -> int:
+        with self._state.lock:
+            cap = self._lifetime_caps.get("GetSessionToken" if role is None else "AssumeRole")
+        return duration if cap is None else min(duration, cap)
 
     # ----------------------------------------------------------------- request pipeline
 
@@ -1676,7 +1695,7 @@ class StsEmulator(_ConsoleSignin):
             secret_access_key=_random_secret(),
             session_token=_random_session_token(),
             user=user,
-            expires_at=int(self._clock()) + duration,
+            expires_at=int(self._clock()) + self._lifetime(duration, role),
             mfa_authenticated=mfa_authenticated,
             role=role,
             role_session_name=role_session_name,

@@ -5,14 +5,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 
-from mfa_session import environment
+from mfa_session import PROG, environment
 from mfa_session.errors import MfaSessionError, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
 
-    from mfa_session.session import SessionRequest
+    from mfa_session.server import CredentialServer
+    from mfa_session.session import Session, SessionRequest
 
     Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -42,6 +43,61 @@ def add_session_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="reuse a cached session only with more seconds left than this (default 900)",
     )
+
+
+def add_server_options(parser: argparse.ArgumentParser, switch: bool) -> None:
+    """The credential server's options; ``switch`` adds --server (exec serves only on request)."""
+    group = parser.add_argument_group(
+        "credential server (docs/server.md)",
+        "The server hands out sessions with more than 1200 s left (not 900) unless "
+        "--min-remaining says otherwise.",
+    )
+    if switch:
+        group.add_argument(
+            "--server",
+            action="store_true",
+            help="give CMD a local credential endpoint that SDKs renew from, not fixed keys",
+        )
+    group.add_argument("--port", type=int, help="listen on this port (default: any free one)")
+    group.add_argument(
+        "--listen", metavar="ADDRESS", help="listen on this IP address (default: 127.0.0.1)"
+    )
+    group.add_argument(
+        "--allow-non-loopback",
+        action="store_true",
+        help="let --listen take an address other hosts can reach (a warning is printed)",
+    )
+
+
+def start_server(
+    args: argparse.Namespace, profile: str, environ: Mapping[str, str]
+) -> tuple[CredentialServer, Session]:
+    """Bind, make the first session (prompting like any command), then serve in the background."""
+    from mfa_session import server
+    from mfa_session.session import get_session
+
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise UsageError("--port must be between 0 and 65535 (0: any free port)")
+    address = server.listen_address(args.listen, args.allow_non_loopback)
+    request = session_request(args, profile)
+    if request.min_remaining is None:
+        request.min_remaining = server.MIN_REMAINING
+    refresher = server.Refresher(server.session_source(request, environ))
+    endpoint = server.CredentialServer(refresher, address, args.port or 0)
+    try:
+        session = get_session(request, environ)
+    except BaseException:
+        endpoint.close()
+        raise
+    refresher.prime(session.credentials)
+    if not address.is_loopback:
+        sys.stderr.write(
+            f"{PROG}: warning: the credential server listens on {address.host}, beyond this "
+            f"machine's loopback: any host that reaches it with the token gets profile "
+            f"{profile!r}'s session\n"
+        )
+        sys.stderr.flush()
+    return endpoint.start(), session
 
 
 def default_profile(environ: Mapping[str, str]) -> str:
