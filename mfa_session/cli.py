@@ -26,6 +26,7 @@ COMMANDS = {
     "doctor": "doctor",
     "totp": "totp",
     "enroll": "enroll",
+    "keys": "keys",
     "login": "login",
     "serve": "serve",
 }

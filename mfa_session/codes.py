@@ -442,6 +442,10 @@ def choose_source(
         totp = load_seed(device.serial, device.environ)
     except KeyringFailed as exc:
         totp, keyring_failure = None, exc
+    else:
+        from mfa_session.keystore import Keystore
+
+        Keystore(device.environ, device.cache.folder).note_seed(device.serial, totp is not None)
     if totp is not None:
         return SeedCode(device, totp)
     fallback: CodeSource | None = None
@@ -464,23 +468,19 @@ def choose_source(
     )
 
 
-def planned_source(serial: str, mfa_process: str | None, environ: Mapping[str, str]) -> str:
-    """Which source a new session would take its code from, as `status` shows it."""
-    from mfa_session.os_keyring import KeyringFailed, KeyringUnavailable
-    from mfa_session.seeds import read_seed
-
+def planned_source(
+    serial: str, mfa_process: str | None, environ: Mapping[str, str], seed_stored: bool | None
+) -> str:
+    """Which source a new session would take its code from, as `status` shows it; whether
+    a seed is stored comes from the secret-free record (None: never looked), so listing
+    sessions never opens the keyring."""
     if environ.get(environment.TOKEN_CODE):
         return environment.TOKEN_CODE
     if mfa_process:
         return "mfa_process"
-    try:
-        if read_seed(serial, environ):
-            return "keyring seed"
-    except KeyringFailed:
-        return "prompt (the keyring failed)"
-    except KeyringUnavailable:
-        return "prompt (no keyring)"
-    return "prompt"
+    if seed_stored is None:
+        return "keyring seed or prompt (not looked up yet)"
+    return "keyring seed" if seed_stored else "prompt"
 
 
 def _dialog_command(environ: Mapping[str, str]) -> Callable[[str], list[str]] | None:

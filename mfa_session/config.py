@@ -9,10 +9,24 @@ from __future__ import annotations
 
 import configparser
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from mfa_session.errors import ConfigError, sensitive
 from mfa_session.plan_records import stat_identity
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs ~10 ms to import: even a full-parse hit goes without it
+    from typing import Protocol
+
+    class KeyDirectory(Protocol):
+        """Finds a profile's keys in the keyring (keystore.Keystore): the id without opening it."""
+
+        def keys_of(self, profile: str) -> tuple[StaticKeys, str]:
+            """The keys (secret not read yet) and the identity of the record they came from."""
+            ...
+
+        def record_path(self, profile: str) -> str: ...
+
 
 MIN_DURATION = 900
 MAX_DURATION = 129_600
@@ -24,17 +38,44 @@ CHAINED_ROLE_LIMIT = 3_600  # AWS caps roles assumed with temporary credentials 
 _OWN_COMMAND = r"(^|[\s/\\\"'])mfa[-_]session(\.exe)?([\s\"']|$)|-m\s+mfa_session\b"
 
 
+KEYS_MARKER = "mfa_session_keys"  # `mfa_session_keys = keyring`: the profile's keys are there
+IN_KEYRING = "keyring"
+
+
 class StaticKeys:
-    """Long-term IAM user keys; the secret never shows in a repr."""
+    """Long-term IAM user keys and where they live; the secret never shows in a repr.
 
-    __slots__ = ("access_key_id", "secret_access_key")
+    Keys in the keyring come with ``load`` instead of the secret: it is read only
+    when a call needs it, never on a cache hit."""
 
-    def __init__(self, access_key_id: str, secret_access_key: str) -> None:
+    __slots__ = ("_load", "_secret", "access_key_id", "where")
+
+    def __init__(
+        self,
+        access_key_id: str,
+        secret_access_key: str | None = None,
+        where: str = "",
+        load: Callable[[], str] | None = None,
+    ) -> None:
         self.access_key_id = access_key_id
-        self.secret_access_key = secret_access_key
+        self.where = where
+        self._secret = secret_access_key
+        self._load = load
+
+    @property
+    def secret_access_key(self) -> str:
+        if self._secret is None:
+            if self._load is None:
+                raise ConfigError(f"the secret of access key {self.access_key_id} is not at hand")
+            self._secret = sensitive(self._load())
+        return self._secret
+
+    @property
+    def in_keyring(self) -> bool:
+        return self.where == IN_KEYRING
 
     def __repr__(self) -> str:
-        return f"StaticKeys({self.access_key_id!r})"
+        return f"StaticKeys({self.access_key_id!r}, {self.where!r})"
 
 
 class Profile:
@@ -77,11 +118,20 @@ class Profile:
     def credential_process(self) -> str | None:
         return self.get("credential_process")
 
-    def static_keys(self) -> StaticKeys | None:
+    def static_keys(self, where: str = "") -> StaticKeys | None:
         key_id, secret = self.get("aws_access_key_id"), self.get("aws_secret_access_key")
         if key_id and secret:
-            return StaticKeys(key_id, sensitive(secret))
+            return StaticKeys(key_id, sensitive(secret), where)
         return None
+
+    @property
+    def keys_in_keyring(self) -> bool:
+        return (self.get(KEYS_MARKER) or "").lower() == IN_KEYRING
+
+    def has_own_keys(self) -> bool:
+        """Keys of its own (files or keyring): where a plan stops, whatever credential_process
+        the profile has for the SDKs (`aws --profile alice` may run mfa-session for alice)."""
+        return self.keys_in_keyring or self.static_keys() is not None
 
     def session_duration(self) -> int | None:
         raw = self.get("mfa_session_duration")
@@ -199,7 +249,9 @@ def is_own_command(command: str) -> bool:
 class AwsFiles:
     """The config and credentials files named by the environment, parsed once."""
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
+    def __init__(self, environ: Mapping[str, str], keyring: KeyDirectory | None = None) -> None:
+        self.environ = environ
+        self._keyring = keyring
         self.config_path = _path_from(environ, "AWS_CONFIG_FILE", "~/.aws/config")
         self.credentials_path = _path_from(
             environ, "AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"
@@ -212,13 +264,18 @@ class AwsFiles:
             (self.credentials_path, credentials_identity),
         ]
         self._profiles: dict[str, dict[str, str]] = {}
+        self._key_files: dict[str, str] = {}  # profile -> the file its static keys are in
         for section in config.sections():
             name = _profile_name(section)
             if name is not None:
                 self._profiles.setdefault(name, {}).update(config[section])
+                if config.has_option(section, "aws_access_key_id"):
+                    self._key_files[name] = self.config_path
         # botocore lets the credentials file win for the keys it holds.
         for section in credentials.sections():
             self._profiles.setdefault(section, {}).update(credentials[section])
+            if credentials.has_option(section, "aws_access_key_id"):
+                self._key_files[section] = self.credentials_path
 
     def names(self) -> list[str]:
         return sorted(self._profiles)
@@ -244,6 +301,8 @@ class AwsFiles:
         profile = self.profile(name)
         while True:
             command = profile.credential_process
+            if profile.has_own_keys() and not profile.role_arn:
+                break
             if profile.role_arn:
                 if command:
                     notes.append(
@@ -272,9 +331,7 @@ class AwsFiles:
                 raise _cycle_error([*chain, source], through_helper)
             chain.append(source)
             profile = self._source_profile(source, chain[-2])
-        keys = profile.static_keys()
-        if keys is None:
-            raise ConfigError(*_missing_keys_message(profile, self.credentials_path))
+        keys = self.keys_of(profile)
         if profile.get("aws_session_token"):
             raise ConfigError(
                 f"profile {profile.name!r} holds temporary credentials (aws_session_token)",
@@ -292,6 +349,34 @@ class AwsFiles:
                 f"[profile {profile.name}] in {self.config_path}",
             )
         return SessionPlan(MfaProfile(profile, keys, serial), hops, notes)
+
+    def keys_of(self, profile: Profile) -> StaticKeys:
+        """A profile's long-term keys: from the files, or (``mfa_session_keys = keyring``)
+        the keyring's, whose id comes from a record and whose secret is read when needed."""
+        static = profile.static_keys(self._key_files.get(profile.name, self.credentials_path))
+        if profile.keys_in_keyring:
+            if static is not None:
+                raise ConfigError(
+                    f"profile {profile.name!r} has keys in {static.where} and, by "
+                    f"{KEYS_MARKER} = {IN_KEYRING}, in the keyring: mfa-session will not guess "
+                    "which is right",
+                    hint=f"'mfa-session keys import --profile {profile.name}' moves the file's "
+                    f"keys into the keyring; or delete the {KEYS_MARKER} line to use the file",
+                )
+            if self._keyring is None:
+                from mfa_session.keystore import Keystore
+
+                self._keyring = Keystore(self.environ)
+            keys, identity = self._keyring.keys_of(profile.name)
+            self.inputs.append((self._keyring.record_path(profile.name), identity))
+            return keys
+        if static is None:
+            raise ConfigError(*_missing_keys_message(profile, self.credentials_path))
+        return static
+
+    def key_file(self, name: str) -> str | None:
+        """The file holding a profile's static keys, if any."""
+        return self._key_files.get(name)
 
     def _source_of(self, profile: Profile) -> str:
         source = profile.source_profile

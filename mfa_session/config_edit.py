@@ -1,4 +1,5 @@
-"""Writing ``mfa_serial`` into ~/.aws/config without disturbing anything else.
+"""Setting a profile's key (``mfa_serial``, ``mfa_session_keys``) in ~/.aws/config without
+disturbing anything else.
 
 configupdater keeps the user's comments, order, spacing and other keys; we place
 the new line right after the section's last key (configupdater alone would put it
@@ -31,18 +32,20 @@ def section_name(profile: str) -> str:
 
 
 class ConfigEdit:
-    """One planned change of a profile's mfa_serial, checked before anything is created."""
+    """One planned change of a profile's ``key``, checked before anything is created."""
 
-    def __init__(self, path: str, profile: str) -> None:
+    def __init__(self, path: str, profile: str, key: str = KEY) -> None:
         # A symlinked config (dotfiles) is edited where it lives, and stays a link.
         self.path = str(Path(path).resolve()) if Path(path).is_symlink() else path
         self.profile = profile
+        self.key = key
         self.original = _read(self.path)
-        self.text_with("arn:aws:iam::000000000000:mfa/check")  # refuse what we cannot edit
-        self.previous = _value_in(_settings(self.original, self.path), profile)
+        self.text_with("check")  # refuse what we cannot edit
+        self.previous = _value_in(_settings(self.original, self.path), profile, key)
 
-    def text_with(self, serial: str, text: str | None = None) -> str:
-        """The whole file (``text``, or as first read) with the profile's mfa_serial set."""
+    def text_with(self, serial: str | None, text: str | None = None) -> str:
+        """The whole file (``text``, or as first read) with the profile's key set to
+        ``serial`` (removed when None)."""
         text = self.original if text is None else text
         newline = "\r\n" if "\r\n" in text else "\n"
         updater = _updater(text, self.path)
@@ -53,50 +56,54 @@ class ConfigEdit:
                 f"profile {self.profile!r} has more than one section in {self.path} ({shown})",
                 hint="merge them into one; AWS tools use only one of them",
             )
+        if not matching and serial is None:
+            return text
         if not matching:
             separator = "" if not text or text.endswith(("\n", "\r")) else newline
             gap = newline if text.strip() else ""
             section = section_name(self.profile)
-            return f"{text}{separator}{gap}[{section}]{newline}{KEY} = {serial}{newline}"
+            return f"{text}{separator}{gap}[{section}]{newline}{self.key} = {serial}{newline}"
         from configupdater.option import Option
 
         block = updater[matching[0]]
-        if KEY in block:
-            block[KEY].value = serial
+        if serial is None:
+            if self.key in block:
+                del block[self.key]
+        elif self.key in block:
+            block[self.key].value = serial
         else:
             items = list(block.iter_blocks())
             options = [item for item in items if isinstance(item, Option)]
             if options:
-                options[-1].add_after.option(KEY, serial)
+                options[-1].add_after.option(self.key, serial)
             elif items:  # only comments: right under the header, before anything else
-                items[0].add_before.option(KEY, serial)
+                items[0].add_before.option(self.key, serial)
             else:
-                block.add_option(block.create_option(KEY, serial))
+                block.add_option(block.create_option(self.key, serial))
         result = str(updater)
         if newline == "\r\n":
             result = re.sub(r"(?<!\r)\n", "\r\n", result)
         before, after = _settings(text, self.path), _settings(result, self.path)
-        if _value_in(after, self.profile) != serial or _without_serial(
-            after, self.profile
-        ) != _without_serial(before, self.profile):
-            raise ConfigError(f"could not place mfa_serial in {self.path} safely; nothing changed")
+        if _value_in(after, self.profile, self.key) != serial or _without(
+            after, self.profile, self.key
+        ) != _without(before, self.profile, self.key):
+            raise ConfigError(f"could not place {self.key} in {self.path} safely; nothing changed")
         return result
 
-    def apply(self, serial: str) -> str | None:
-        """Write the change (after a backup of the old file); returns the backup's path.
-        The file is read again: edits made meanwhile (minutes may pass) are kept."""
+    def apply(self, serial: str | None, backup_first: bool = True) -> str | None:
+        """Write the change (after a backup of the old file, unless told not to: the file
+        may hold secrets); returns the backup's path. The file is read again: edits made
+        meanwhile (minutes may pass) are kept."""
         text = self.text_with(serial, _read(self.path))
         backup = None
         path = Path(self.path)
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if path.exists():
+            if path.exists() and backup_first:
                 stamp = time.strftime("%Y%m%dT%H%M%S")
                 backup = f"{self.path}.{stamp}.bak"
                 shutil.copy2(self.path, backup)
-                mode = path.stat().st_mode & 0o777
-            else:
-                mode = 0o600
+            mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
             atomic_write(self.path, text, mode=mode, newline="")
         except OSError as exc:
             raise ConfigError(f"cannot write {self.path}: {exc.strerror}") from exc
@@ -147,21 +154,23 @@ def _settings(text: str, path: str) -> dict[str, dict[str, str]]:
     return {section: dict(parser.items(section)) for section in parser.sections()}
 
 
-def _value_in(settings: dict[str, dict[str, str]], profile: str) -> str | None:
+def _value_in(settings: dict[str, dict[str, str]], profile: str, key: str) -> str | None:
     for section, values in settings.items():
         if _profile_of(section) == profile:
-            value = values.get(KEY)
+            value = values.get(key)
             return value.strip() if value else None
     return None
 
 
-def _without_serial(settings: dict[str, dict[str, str]], profile: str) -> dict[str, dict[str, str]]:
-    """Everything but the profile's mfa_serial: what the edit must keep as it was."""
+def _without(
+    settings: dict[str, dict[str, str]], profile: str, key: str
+) -> dict[str, dict[str, str]]:
+    """Everything but the profile's ``key``: what the edit must keep as it was."""
     return {
         section: {
-            key: value
-            for key, value in values.items()
-            if not (key == KEY and _profile_of(section) == profile)
+            name: value
+            for name, value in values.items()
+            if not (name == key and _profile_of(section) == profile)
         }
         for section, values in settings.items()
     }

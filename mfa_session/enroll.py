@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from mfa_session import os_keyring, seeds
 from mfa_session.cache import AcceptedCode, SessionCache, code_digest
@@ -39,6 +38,7 @@ from mfa_session.iam import (
     IamUnavailable,
     NewDevice,
 )
+from mfa_session.interrupts import signals_ignored, signals_interrupt
 from mfa_session.totp import SIX_DIGITS, STEP_SECONDS
 
 TYPED_TRIES = 3
@@ -140,7 +140,7 @@ class _Enrollment:
         if active:
             iam = self._iam_with_mfa_session(mfa, active)
         name = self.options.device_name or _default_device_name(user_name, active)
-        with _signals_interrupt():
+        with signals_interrupt():
             device = self._create(iam, name, f"arn:aws:iam::{account}:mfa/{name}")
             accepted = None
             try:
@@ -162,7 +162,7 @@ class _Enrollment:
         except BaseException as exc:
             if not _outcome_unknown(exc):
                 raise
-            with _signals_ignored():
+            with signals_ignored():
                 deleted, failure = _delete(iam, expected_serial)
             if failure is not None:
                 undone = (
@@ -251,7 +251,7 @@ class _Enrollment:
 
     def _enabled_after_all(self, iam: Iam, user_name: str, device: NewDevice) -> bool:
         """After an interrupt or a lost answer: did IAM enable the device anyway?"""
-        with _signals_ignored():
+        with signals_ignored():
             try:
                 enabled = device.serial in iam.mfa_devices(user_name)
             except MfaSessionError:
@@ -262,7 +262,7 @@ class _Enrollment:
 
     def _roll_back(self, iam: Iam, device: NewDevice, cause: BaseException) -> NoReturn:
         """Undo what enrollment made, then raise what went wrong, saying what was undone."""
-        with _signals_ignored():  # a second Ctrl-C must not leave the device behind
+        with signals_ignored():  # a second Ctrl-C must not leave the device behind
             summary = self._undo(iam, device)
         _raise_with(cause, summary)
 
@@ -441,34 +441,3 @@ def _default_device_name(user_name: str, active: list[str]) -> str:
         name = f"{user_name}-{number}"
         number += 1
     return name
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def _signals_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP (a closed terminal) roll back like Ctrl-C does."""
-    with _signal_handlers(("SIGTERM", "SIGHUP"), _interrupt):
-        yield
-
-
-@contextlib.contextmanager
-def _signals_ignored() -> Iterator[None]:
-    with _signal_handlers(("SIGINT", "SIGTERM", "SIGHUP"), signal.SIG_IGN):
-        yield
-
-
-@contextlib.contextmanager
-def _signal_handlers(names: tuple[str, ...], handler: Any) -> Iterator[None]:
-    previous = {}
-    for name in names:
-        number = getattr(signal, name, None)
-        if number is not None:
-            previous[number] = signal.signal(number, handler)
-    try:
-        yield
-    finally:
-        for number, old in previous.items():
-            signal.signal(number, old)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from mfa_session.config import MfaProfile
 from mfa_session.credentials import Credentials
 from mfa_session.debug import debug
-from mfa_session.errors import IamError
+from mfa_session.errors import IamError, sensitive
 from mfa_session.sts import clean_message, new_client, transport_error
 
 if TYPE_CHECKING:
@@ -35,6 +35,24 @@ class IamNotFound(IamError):
 
 class CodesRejected(IamError):
     """EnableMFADevice refused the two codes."""
+
+
+class AccessKey:
+    """An access key as IAM lists it: id, Active/Inactive and its creation date (ISO)."""
+
+    __slots__ = ("access_key_id", "created", "status")
+
+    def __init__(self, access_key_id: str, status: str, created: str) -> None:
+        self.access_key_id, self.status, self.created = access_key_id, status, created
+
+
+def _when(key: dict[str, Any]) -> str:
+    created = key.get("CreateDate")
+    if created is None:
+        return ""
+    from mfa_session.credentials import format_utc
+
+    return format_utc(created) if hasattr(created, "astimezone") else str(created)
 
 
 class NewDevice:
@@ -88,6 +106,26 @@ class Iam:
             AuthenticationCode2=second_code,
         )
 
+    def access_keys(self) -> list[AccessKey]:
+        """The caller's access keys (ListAccessKeys: the self-manage policy wants MFA)."""
+        response = self._call("list_access_keys", "iam:ListAccessKeys")
+        return [
+            AccessKey(str(key["AccessKeyId"]), str(key.get("Status", "")), _when(key))
+            for key in response.get("AccessKeyMetadata", [])
+        ]
+
+    def create_access_key(self) -> tuple[AccessKey, str]:
+        """A new access key of the caller, and its secret (shown by AWS this once)."""
+        response = self._call("create_access_key", "iam:CreateAccessKey")
+        key = response.get("AccessKey") or {}
+        key_id, secret = key.get("AccessKeyId"), key.get("SecretAccessKey")
+        if not isinstance(key_id, str) or not isinstance(secret, str) or not key_id or not secret:
+            raise IamUnavailable("IAM sent an answer that could not be read (CreateAccessKey)")
+        return AccessKey(key_id, str(key.get("Status", "")), _when(key)), sensitive(secret)
+
+    def delete_access_key(self, key_id: str) -> None:
+        self._call("delete_access_key", "iam:DeleteAccessKey", AccessKeyId=key_id)
+
     def delete_virtual_device(self, serial: str) -> None:
         self._call("delete_virtual_mfa_device", "iam:DeleteVirtualMFADevice", SerialNumber=serial)
 
@@ -132,6 +170,12 @@ def client_error(
         )
     if code == "EntityAlreadyExists":
         return IamError(f"MFA device {serial} is already enabled for a user")
+    key_action = "AccessKey" in action
+    if code == "LimitExceeded" and key_action:
+        return IamError(
+            "the user already has the two access keys AWS allows",
+            hint="delete the one no tool uses (IAM console, or 'aws iam delete-access-key')",
+        )
     if code == "LimitExceeded":
         return IamError(
             f"the user already has the {MAX_MFA_DEVICES} MFA devices AWS allows",
@@ -142,6 +186,12 @@ def client_error(
             "IAM rejected the two MFA codes",
             hint="they must be two consecutive codes of the new device; check this "
             "computer's clock (TOTP codes need it right)",
+        )
+    if code in ("AccessDenied", "AccessDeniedException") and key_action:
+        return IamError(
+            f"IAM denied {action} to profile {profile!r}",
+            hint="the user needs iam:ListAccessKeys, iam:CreateAccessKey and "
+            "iam:DeleteAccessKey on itself, usually allowed only with MFA",
         )
     if code in ("AccessDenied", "AccessDeniedException"):
         if "explicit deny" in message:
@@ -158,5 +208,6 @@ def client_error(
             hint="create a new access key in IAM and put it in the credentials file",
         )
     if code == "NoSuchEntity":
-        return IamNotFound(f"IAM does not know {serial or 'that entity'}: {message}")
+        what = serial or arguments.get("AccessKeyId") or "that entity"
+        return IamNotFound(f"IAM does not know {what}: {message}")
     return IamError(f"IAM error {code} in {action}: {message}")

@@ -52,6 +52,19 @@ class Answer:
         self.backend, self.results = backend, results
 
 
+# What this process already read or wrote, so that one miss opens the keyring once
+# (prefetch reads the keys and the seed together): one unlock request at most.
+_known: dict[str, str | None] = {}
+_known_backend = ""
+
+
+def prefetch(users: Sequence[str], environ: Mapping[str, str] | None = None) -> None:
+    """Read these entries in one call; later gets of them answer from memory."""
+    missing = [user for user in users if user not in _known]
+    if missing:
+        call([(GET, user, None) for user in missing], environ)
+
+
 def call(
     operations: Sequence[tuple[str, str, str | None]],
     environ: Mapping[str, str] | None = None,
@@ -59,6 +72,9 @@ def call(
 ) -> Answer:
     """Run (operation, user, value) triples under service mfa-session, in order: get
     answers the value or None, set answers None, delete answers whether it existed."""
+    global _known_backend
+    if operations and all(op == GET and user in _known for op, user, _ in operations):
+        return Answer(_known_backend, [_known[user] for _, user, _ in operations])
     environ = os.environ if environ is None else environ
     timeout = environment.seconds(environ, environment.KEYRING_TIMEOUT, DEFAULT_TIMEOUT)
     request = json.dumps({"operations": [list(operation) for operation in operations]})
@@ -111,6 +127,12 @@ def call(
     results = answer.get("results")
     if not isinstance(results, list) or len(results) != len(operations):
         raise KeyringFailed("the keyring worker sent an answer that could not be read")
+    _known_backend = backend
+    for (operation, user, value), result in zip(operations, results, strict=True):
+        if operation == GET:
+            _known[user] = result if isinstance(result, str) else None
+        else:
+            _known[user] = value if operation == SET else None
     return Answer(backend, results)
 
 

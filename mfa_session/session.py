@@ -318,6 +318,16 @@ class _Builder:
             if note:
                 device.tell(note)
             mfa_process = self.plan.mfa.profile.mfa_process
+            if self.plan.mfa.keys.in_keyring:
+                # The keys and the seed in one keyring call: one unlock request at most.
+                from mfa_session import os_keyring
+                from mfa_session.keystore import keyring_user
+
+                wanted = [keyring_user(name)]
+                if given is None and not mfa_process:
+                    wanted.append(serial)
+                lock.doing("reading the keyring", 0.0)
+                os_keyring.prefetch(wanted, self.environ)
             source = codes.choose_source(device, given, origin, mfa_process)
             debug("MFA code source for %s: %s", serial, source.label)
             attempt = 0

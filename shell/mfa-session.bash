@@ -8,7 +8,7 @@
 
 # --- Completion lists: the one place to add a command or an option. --------
 # tests/e2e/test_shells.py checks them against mfa-session's argparse parser.
-__mfa_session_commands='credential-process exec export status clear init doctor totp enroll login serve'
+__mfa_session_commands='credential-process exec export status clear init doctor totp enroll keys login serve'
 __mfa_session_global_options='--debug --version --help'
 __mfa_session_session_options='--duration --role-arn --external-id --role-session-name --token-code --min-remaining'
 __mfa_session_server_options='--port --listen --allow-non-loopback'
@@ -21,15 +21,17 @@ declare -gA __mfa_session_options=(
     [init]='--no-prompt --debug --help'
     [doctor]='--profile --json --offline --debug --help'
     [totp]='--profile --debug --help'
+    [keys]='--profile --offline --all --yes --wait --debug --help'
     [enroll]='--profile --device-name --no-store --no-qr --qr-png --debug --help'
     [login]="--profile $__mfa_session_session_options --destination --print --without-mfa --debug --help"
     [serve]="--profile --format $__mfa_session_session_options $__mfa_session_server_options --debug --help"
 )
 # Options that take a value: the next word is that value, never an option.
-__mfa_session_value_options="--profile --format --device-name --qr-png --destination --port --listen $__mfa_session_session_options"
+__mfa_session_value_options="--profile --format --device-name --qr-png --destination --port --listen --wait $__mfa_session_session_options"
 __mfa_session_formats='sh fish powershell json dotenv'
 __mfa_session_shells='bash zsh fish'
 __mfa_session_totp_actions='set code remove'
+__mfa_session_keys_actions='add import remove rotate'
 
 # --- Prompt segment ---------------------------------------------------------
 
@@ -226,6 +228,8 @@ _mfa_session_complete() {
         __mfa_session_add "$cur" $__mfa_session_shells
     elif [[ $command == totp ]]; then
         __mfa_session_add "$cur" $__mfa_session_totp_actions
+    elif [[ $command == keys ]]; then
+        __mfa_session_add "$cur" $__mfa_session_keys_actions
     elif [[ $command == exec ]]; then
         mapfile -t COMPREPLY < <(compgen -c -- "$cur")
     fi

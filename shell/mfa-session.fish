@@ -5,7 +5,7 @@
 # --- Completion lists: the one place to add a command or an option. --------
 # tests/e2e/test_shells.py checks them against mfa-session's argparse parser.
 # Options of command X live in __mfa_session_options_X (dashes become underscores).
-set -g __mfa_session_commands credential-process exec export status clear init doctor totp enroll login serve
+set -g __mfa_session_commands credential-process exec export status clear init doctor totp enroll keys login serve
 set -g __mfa_session_global_options --debug --version --help
 set -g __mfa_session_session_options --duration --role-arn --external-id --role-session-name --token-code --min-remaining
 set -g __mfa_session_server_options --port --listen --allow-non-loopback
@@ -17,14 +17,16 @@ set -g __mfa_session_options_clear --profile --all --debug --help
 set -g __mfa_session_options_init --no-prompt --debug --help
 set -g __mfa_session_options_doctor --profile --json --offline --debug --help
 set -g __mfa_session_options_totp --profile --debug --help
+set -g __mfa_session_options_keys --profile --offline --all --yes --wait --debug --help
 set -g __mfa_session_options_enroll --profile --device-name --no-store --no-qr --qr-png --debug --help
 set -g __mfa_session_options_login --profile $__mfa_session_session_options --destination --print --without-mfa --debug --help
 set -g __mfa_session_options_serve --profile --format $__mfa_session_session_options $__mfa_session_server_options --debug --help
 # Options that take a value: the next word is that value, never an option.
-set -g __mfa_session_value_options --profile --format --device-name --qr-png --destination --port --listen $__mfa_session_session_options
+set -g __mfa_session_value_options --profile --format --device-name --qr-png --destination --port --listen --wait $__mfa_session_session_options
 set -g __mfa_session_formats sh fish powershell json dotenv
 set -g __mfa_session_shells bash zsh fish
 set -g __mfa_session_totp_actions set code remove
+set -g __mfa_session_keys_actions add import remove rotate
 
 # --- Prompt segment ---------------------------------------------------------
 
@@ -191,6 +193,7 @@ function __mfa_session_register_completion
     end
     complete -c mfa-session -n 'test (__mfa_session_state) = init' -a "$__mfa_session_shells"
     complete -c mfa-session -n 'test (__mfa_session_state) = totp' -a "$__mfa_session_totp_actions"
+    complete -c mfa-session -n 'test (__mfa_session_state) = keys' -a "$__mfa_session_keys_actions"
     complete -c mfa-session -n 'test (__mfa_session_state) = exec--' -a '(__mfa_session_complete_command)'
 end
 __mfa_session_register_completion

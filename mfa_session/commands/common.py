@@ -22,7 +22,9 @@ PROFILE_HELP = (
 )
 
 
-def add_profile_option(parser: argparse.ArgumentParser, text: str = PROFILE_HELP) -> None:
+def add_profile_option(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, text: str = PROFILE_HELP
+) -> None:
     parser.add_argument("--profile", help=text)
 
 
@@ -147,7 +149,8 @@ def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
 
 
 def format_left(seconds: int) -> str:
+    """Time left as the shell prompt writes it: 11h59m, 41m, expired."""
     if seconds <= 0:
         return "expired"
     hours, minutes = divmod(seconds // 60, 60)
-    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m"
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m"

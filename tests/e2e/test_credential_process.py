@@ -435,7 +435,8 @@ def test_endpoint_url_in_the_profile_is_honoured(aws: AwsHome) -> None:
     assert_process_json(result)
 
 
-def test_cache_hit_imports_nothing_heavy(aws: AwsHome) -> None:
+def test_a_hit_right_after_an_edit_imports_no_sdk(aws: AwsHome) -> None:
+    """Files this fresh are parsed in full (see test_hit.py for the remembered plan)."""
     assert_process_json(
         aws.run("credential-process", "--profile", "alice", "--token-code", aws.code())
     )

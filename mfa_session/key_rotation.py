@@ -1,0 +1,183 @@
+"""Rotating an IAM user's access key on its MFA session, without ever losing the key
+that works.
+
+1. The MFA session: one code at most (the self-manage policy wants MFA for key
+   changes), never a reused code (the code sources wait for the next step instead).
+2. ListAccessKeys: AWS allows two keys; a user who already has a second one must
+   delete it first.
+3. CreateAccessKey: from here until step 5 the new key lives only in memory.
+4. Wait until AWS accepts the new key (IAM is eventually consistent), with a countdown.
+5. Store it where the old one was: the keyring, or the credentials file in place.
+6. DeleteAccessKey of the old one; forget the old key's cached sessions.
+A failure (or Ctrl-C, SIGTERM, SIGHUP) in 3-5 deletes the new key again and leaves
+the old one as it was; a failure in 6 leaves both at AWS and says how to finish.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+from mfa_session import key_files
+from mfa_session.cache import SessionCache
+from mfa_session.config import AwsFiles, MfaProfile, StaticKeys
+from mfa_session.errors import IamError, Interrupted, MfaSessionError, StsError
+from mfa_session.iam import Iam
+from mfa_session.interrupts import signals_ignored, signals_interrupt
+from mfa_session.keystore import Keystore
+from mfa_session.session import SessionRequest, get_session
+from mfa_session.sts import Sts, time_budget
+
+DEFAULT_WAIT = 60.0  # IAM usually accepts a new key within seconds
+
+
+class Rotation:
+    __slots__ = ("new_key", "old_key", "profile", "where")
+
+    def __init__(self, profile: str, old_key: str, new_key: str, where: str) -> None:
+        self.profile, self.old_key, self.new_key, self.where = profile, old_key, new_key, where
+
+
+def rotate(
+    profile: str,
+    environ: Mapping[str, str],
+    say: Callable[[str], None],
+    status: Callable[[str], None],
+    wait: float = DEFAULT_WAIT,
+) -> Rotation:
+    """Replace the long-term key of ``profile`` (or of the profile it takes keys from)."""
+    files = AwsFiles(environ)
+    mfa = files.plan(profile).mfa
+    old, where = mfa.keys.access_key_id, mfa.keys.where
+    if mfa.name != profile:
+        say(f"profile {profile} takes its keys from profile {mfa.name}: rotating those")
+    store = _storer(files, mfa, environ)
+    store(None)  # can the new key be put there? Checked before anything is created.
+    session = get_session(SessionRequest(mfa.name), environ).credentials
+    iam = Iam(mfa, via=session)
+    keys = iam.access_keys()
+    others = [key.access_key_id for key in keys if key.access_key_id != old]
+    if others:
+        raise IamError(
+            f"the user already has a second access key, {others[0]}, besides {old} of "
+            f"profile {mfa.name}; AWS allows two, so rotation has no room",
+            hint=f"if no tool uses {others[0]}, delete it: mfa-session exec --profile "
+            f"{mfa.name} -- aws iam delete-access-key --access-key-id {others[0]}",
+        )
+    if not keys:
+        raise IamError(f"IAM lists no access key for the user of profile {mfa.name!r}")
+    with signals_interrupt():
+        new, secret = iam.create_access_key()
+        say(f"created access key {new.access_key_id}")
+        try:
+            _wait_until_accepted(mfa, StaticKeys(new.access_key_id, secret), environ, wait, status)
+            say(f"AWS accepts {new.access_key_id}")
+            store((new.access_key_id, secret, new.created))
+        except BaseException as exc:
+            with signals_ignored():
+                raise _rolled_back(exc, iam, new.access_key_id, old, mfa.name) from None
+    say(f"stored {new.access_key_id} in {where}, in place of {old}")
+    try:
+        iam.delete_access_key(old)
+    except MfaSessionError as exc:
+        raise IamError(
+            f"the new key {new.access_key_id} is stored and works, but the old key {old} "
+            f"could not be deleted: {exc.message}",
+            hint=f"delete it yourself: mfa-session exec --profile {mfa.name} -- "
+            f"aws iam delete-access-key --access-key-id {old}",
+        ) from None
+    say(f"deleted the old key {old}")
+    cache = SessionCache.from_environ(environ)
+    forgotten = 0
+    for entry in cache.entries():
+        if entry.key.access_key_id == old:
+            cache.remove(entry.key)
+            forgotten += 1
+    if forgotten:
+        say(f"forgot {forgotten} cached session{'s' if forgotten != 1 else ''} of {old}")
+    return Rotation(mfa.name, old, new.access_key_id, where)
+
+
+def _storer(
+    files: AwsFiles, mfa: MfaProfile, environ: Mapping[str, str]
+) -> Callable[[tuple[str, str, str] | None], None]:
+    """Where the old key is, a function that puts a new one there (None: only check)."""
+    if mfa.keys.in_keyring:
+        keystore = Keystore(environ)
+
+        def into_keyring(new: tuple[str, str, str] | None) -> None:
+            from mfa_session import os_keyring
+
+            if new is None:
+                os_keyring.call([], environ)  # a backend that works
+                return
+            keystore.store(mfa.name, *new)
+
+        return into_keyring
+    path = mfa.keys.where
+    config_style = path == files.config_path
+
+    def into_file(new: tuple[str, str, str] | None) -> None:
+        text = key_files.read_text(path)
+        values = ("AKIACHECK", "check") if new is None else (new[0], new[1])
+        edited = key_files.edit_keys(text, path, mfa.name, config_style, values)
+        if new is not None:
+            key_files.write(path, edited)
+            Keystore(environ).note_created(mfa.name, new[0], new[2])
+
+    return into_file
+
+
+def _wait_until_accepted(
+    mfa: MfaProfile,
+    keys: StaticKeys,
+    environ: Mapping[str, str],
+    wait: float,
+    status: Callable[[str], None],
+) -> None:
+    """GetCallerIdentity with the new key until AWS accepts it, at most ``wait`` s."""
+    sts = Sts(MfaProfile(mfa.profile, keys, mfa.mfa_serial), min(time_budget(environ), wait))
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            sts.caller_arn(None)
+        except StsError as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StsError(
+                    f"AWS did not accept the new key {keys.access_key_id} within {wait:.0f} s "
+                    f"({exc.message})"
+                ) from None
+            status(f"waiting for AWS to accept the new key: {left:3.0f} s left")
+            time.sleep(min(1.0, left))
+        else:
+            status("")
+            return
+
+
+def _rolled_back(
+    failure: BaseException, iam: Iam, new: str, old: str, profile: str
+) -> MfaSessionError:
+    """Delete the new key again after a failure; the error says which keys exist now."""
+    kind: type[MfaSessionError]
+    if isinstance(failure, KeyboardInterrupt):
+        reason, kind = "interrupted", Interrupted
+    elif isinstance(failure, MfaSessionError):
+        reason, kind = failure.message, MfaSessionError
+    else:
+        reason, kind = f"unexpected {type(failure).__name__}", MfaSessionError
+    try:
+        iam.delete_access_key(new)
+    except MfaSessionError as exc:
+        return kind(
+            f"rotation stopped ({reason}); the new key {new} could not be deleted again "
+            f"({exc.message}): it exists at AWS, unused, and its secret is gone. Your key "
+            f"{old} is unchanged and works",
+            hint=f"delete it: mfa-session exec --profile {profile} -- aws iam "
+            f"delete-access-key --access-key-id {new}",
+        )
+    return kind(
+        f"rotation stopped ({reason}); the new key {new} was deleted again. Your key {old} "
+        "is unchanged and works",
+        hint=None if isinstance(failure, KeyboardInterrupt) else getattr(failure, "hint", None),
+    )
