@@ -1158,8 +1158,10 @@ class StsEmulator(_ConsoleSignin):
 
     # ----------------------------------------------------------------- short sessions
     #
-    # For the credential server's tests: SDKs must cross a session's end while a test
-    # runs, and AWS never issues sessions shorter than 900 s. Not an AWS behaviour.
+    # For the credential server's tests: SDKs must see a session renewed while a test
+    # runs, and AWS never issues sessions shorter than 900 s. Those tests cap sessions at
+    # a little over a minute (mfa-session refuses one that ends within 60 s) and have the
+    # server renew them early with --min-remaining. Not an AWS behaviour.
 
     def cap_lifetime(self, action: str, seconds: int) -> None:
         """Sessions ``action`` (GetSessionToken or AssumeRole) issues from now on end after

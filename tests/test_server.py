@@ -18,6 +18,7 @@ from mfa_session import exports, server
 from mfa_session.cache import SessionCache
 from mfa_session.credentials import Credentials
 from mfa_session.errors import CodeError, UsageError
+from mfa_session.lock import DeviceLock
 
 
 def credentials(seconds_left: int = 3600, key: str = "ASIATEST") -> Credentials:
@@ -326,7 +327,7 @@ def test_the_variables_in_every_export_format() -> None:
 
 def test_the_device_lock_also_serialises_threads_of_one_process(tmp_path: object) -> None:
     """The server's fetches and any other thread share one process: the per-device lock
-    (filelock's flock, one open file per holder) must still let one in at a time."""
+    (filelock's flock, one open file per DeviceLock) must still let one in at a time."""
     cache = SessionCache(str(tmp_path))
     inside = 0
     most = 0
@@ -334,7 +335,7 @@ def test_the_device_lock_also_serialises_threads_of_one_process(tmp_path: object
 
     def hold() -> None:
         nonlocal inside, most
-        with cache.device_lock("arn:aws:iam::123456789012:mfa/alice"):
+        with DeviceLock(cache.folder, "arn:aws:iam::123456789012:mfa/alice", lambda _: None):
             with guard:
                 inside += 1
                 most = max(most, inside)

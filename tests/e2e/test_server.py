@@ -1,6 +1,6 @@
 """`exec --server` and `serve` end to end: the installed command, real SDK consumers
 (boto3, the AWS CLI, the AWS SDK for JavaScript v3) in a child and against `serve`,
-the strict STS emulator with sessions that end while the test runs, and a real pty."""
+the strict STS emulator with sessions the server renews while the test runs, and a real pty."""
 
 from __future__ import annotations
 
@@ -26,8 +26,11 @@ import filelock
 import pexpect
 import pytest
 
+from mfa_session.server import STALE_FLOOR
+from mfa_session.sts import MIN_SESSION_SECONDS
 from tests.conftest import AWS_CLI, MFA_SESSION, AwsHome
 from tests.e2e.test_credential_process import assert_clean_error, assert_no_secrets
+from tests.sts_emulator import Call
 
 JS_DIR = Path(__file__).resolve().parent.parent / "js"
 JS_CLIENT = str(JS_DIR / "container_client.mjs")
@@ -35,40 +38,40 @@ PRINT_ENV = [sys.executable, "-c", "import json, os; print(json.dumps(dict(os.en
 FULL_URI = "AWS_CONTAINER_CREDENTIALS_FULL_URI"
 TOKEN = "AWS_CONTAINER_AUTHORIZATION_TOKEN"
 
-# boto3 in a long-running process: one session and client, calls until the keys it
-# started with have ended (the emulator refuses ended keys), then prints what it used.
-BOTO3_PAST_EXPIRY = textwrap.dedent(
-    """
-    import json, os, time, urllib.request
-    from datetime import datetime
+# Sessions of a little over a minute: STS answers ending within 60 s are refused as a
+# clock or proxy problem (sts.MIN_SESSION_SECONDS), and AWS's own minimum is 900 s. Served
+# with --min-remaining RENEW_AT, the server renews such a session once it has RENEW_AT s or
+# less left: the emulator counts from the whole second and seconds_left() rounds down, so
+# a session of LIFETIME is handed out for 4-5 s, then the next request gets a new one.
+# RENEW_AT is no more than server.STALE_FLOOR, so the session being renewed is never the
+# fallback: what the tests see is the renewal itself, not the previous keys.
+LIFETIME = 66
+RENEW_AT = 60
+assert LIFETIME - 2 > MIN_SESSION_SECONDS and RENEW_AT <= STALE_FLOOR
+ROTATION_DEADLINE = 30  # seconds; a rotation is due within LIFETIME - RENEW_AT
+
+# boto3 in a long-running process: one session and client, calls until the endpoint has
+# handed it new keys (the server renews the session under it), then prints what it used;
+# its last call is made with the new keys.
+BOTO3_ACROSS_RENEWAL = textwrap.dedent(
+    f"""
+    import json, time
     import boto3
 
-    request = urllib.request.Request(
-        os.environ["AWS_CONTAINER_CREDENTIALS_FULL_URI"],
-        headers={"Authorization": os.environ["AWS_CONTAINER_AUTHORIZATION_TOKEN"]},
-    )
-    with urllib.request.urlopen(request) as answer:
-        first_end = datetime.fromisoformat(
-            json.load(answer)["Expiration"].replace("Z", "+00:00")
-        ).timestamp()
     session = boto3.Session()
     client = session.client("sts")
     keys, calls = [], 0
-    deadline = time.time() + 60
-    while time.time() <= first_end + 0.5 or len(set(keys)) < 2:
+    deadline = time.time() + {ROTATION_DEADLINE}
+    while len(set(keys)) < 2:
         assert time.time() < deadline, "the keys were never renewed"
         keys.append(session.get_credentials().get_frozen_credentials().access_key)
         client.get_caller_identity()
         calls += 1
         time.sleep(0.2)
-    print(json.dumps({"keys": sorted(set(keys)), "calls": calls}))
+    print(json.dumps({{"keys": sorted(set(keys)), "calls": calls}}))
     """
 )
-BOTO3_CHILD = [sys.executable, "-c", BOTO3_PAST_EXPIRY]
-# MFA sessions of 7-8 s (the emulator counts from the whole second) renewed when under
-# 2 s are left (--min-remaining 1; seconds_left() rounds down): the child runs past the
-# first one's end on the second, so exactly one new code is needed.
-MFA_LIFETIME = 8
+BOTO3_CHILD = [sys.executable, "-c", BOTO3_ACROSS_RENEWAL]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -226,11 +229,21 @@ def sdk_env(served: Served, **extra: str) -> dict[str, str]:
     return {**served.env(), "NODE_NO_WARNINGS": "1", **extra}
 
 
-def sdk_identity_calls(aws: AwsHome) -> list[object]:
+def sdk_identity_calls(aws: AwsHome) -> list[Call]:
     """GetCallerIdentity calls signed with role keys: the SDKs' (mfa-session's own call,
     for the role session's name, is signed with the MFA session's keys)."""
     role_keys = {s.access_key_id for s in aws.emulator.sessions() if s.role is not None}
     return [c for c in aws.emulator.calls("GetCallerIdentity") if c.access_key_id in role_keys]
+
+
+def assert_used_keys_across_a_renewal(aws: AwsHome, identity_calls: list[Call]) -> None:
+    """The SDK's last call was signed with newer keys than its first, after the server had
+    stopped handing out the first (their session down to RENEW_AT s left)."""
+    sessions = {s.access_key_id: s for s in aws.emulator.sessions()}
+    first, last = identity_calls[0], identity_calls[-1]
+    assert last.access_key_id != first.access_key_id
+    renewal_point = sessions[first.access_key_id].expires_at - (RENEW_AT + 1)
+    assert last.time > renewal_point
 
 
 def json_lines(text: str) -> list[dict[str, object]]:
@@ -311,7 +324,7 @@ def test_exec_server_serves_boto3_the_aws_cli_and_javascript_in_the_child(
 
 
 def test_role_keys_renew_under_a_long_running_boto3_child(aws: AwsHome, role: str) -> None:
-    aws.emulator.cap_lifetime("AssumeRole", 4)
+    aws.emulator.cap_lifetime("AssumeRole", LIFETIME)
     result = aws.run(
         "exec",
         "--server",
@@ -320,21 +333,18 @@ def test_role_keys_renew_under_a_long_running_boto3_child(aws: AwsHome, role: st
         "--role-arn",
         role,
         "--min-remaining",
-        "2",
+        str(RENEW_AT),
         "--token-code",
         aws.code(),
         "--",
-        sys.executable,
-        "-c",
-        BOTO3_PAST_EXPIRY,
+        *BOTO3_CHILD,
     )
     assert result.returncode == 0, result.stderr
     used = json.loads(result.stdout)
     assert len(used["keys"]) >= 2
-    first_role_session = next(s for s in aws.emulator.sessions() if s.role is not None)
     identity_calls = sdk_identity_calls(aws)
     assert [call.outcome for call in identity_calls] == ["ok"] * used["calls"]
-    assert identity_calls[-1].time > first_role_session.expires_at  # crossed the first end
+    assert_used_keys_across_a_renewal(aws, identity_calls)
     # One MFA session throughout; each new role session is one AssumeRole, however many
     # times boto3 asked the endpoint in between.
     assert len(aws.gst_calls()) == 1
@@ -344,14 +354,14 @@ def test_role_keys_renew_under_a_long_running_boto3_child(aws: AwsHome, role: st
 
 def test_mfa_session_running_out_mid_run_gets_a_code_from_mfa_process(aws: AwsHome) -> None:
     counter = counting_mfa_process(aws)
-    aws.emulator.cap_lifetime("GetSessionToken", MFA_LIFETIME)
+    aws.emulator.cap_lifetime("GetSessionToken", LIFETIME)
     result = aws.run(
         "exec",
         "--server",
         "--profile",
         "alice",
         "--min-remaining",
-        "1",
+        str(RENEW_AT),
         "--",
         *BOTO3_CHILD,
     )
@@ -360,14 +370,18 @@ def test_mfa_session_running_out_mid_run_gets_a_code_from_mfa_process(aws: AwsHo
     assert len(used["keys"]) == 2
     assert [call.outcome for call in aws.gst_calls()] == ["ok", "ok"]
     assert runs(counter) == 2
+    identity_calls = aws.emulator.calls("GetCallerIdentity")  # all boto3's: no role here
+    assert [call.outcome for call in identity_calls] == ["ok"] * used["calls"]
+    assert_used_keys_across_a_renewal(aws, identity_calls)
     assert_no_secrets(aws, result.stderr)
 
 
 def test_mfa_session_running_out_mid_run_prompts_on_the_servers_terminal(aws: AwsHome) -> None:
-    aws.emulator.cap_lifetime("GetSessionToken", MFA_LIFETIME)
+    aws.emulator.cap_lifetime("GetSessionToken", LIFETIME)
+    renewing = ["--min-remaining", str(RENEW_AT)]
     child = pexpect.spawn(
         MFA_SESSION,
-        ["exec", "--server", "--profile", "alice", "--min-remaining", "1", "--", *BOTO3_CHILD],
+        ["exec", "--server", "--profile", "alice", *renewing, "--", *BOTO3_CHILD],
         env=aws.env,
         cwd=str(aws.root),
         encoding="utf-8",
@@ -376,7 +390,7 @@ def test_mfa_session_running_out_mid_run_prompts_on_the_servers_terminal(aws: Aw
     question = f"MFA code for {aws.device.serial} (profile alice): "
     child.expect_exact(question)
     child.sendline(aws.code())
-    child.expect_exact(question)  # asked again, mid-run, when the MFA session ends
+    child.expect_exact(question)  # asked again, mid-run, when the MFA session runs out
     child.sendline(aws.code(1))
     child.expect(r"\{\"keys\": .*\}")
     used = json.loads(child.after)
@@ -385,6 +399,9 @@ def test_mfa_session_running_out_mid_run_prompts_on_the_servers_terminal(aws: Aw
     assert child.exitstatus == 0, child.before
     assert len(used["keys"]) == 2
     assert [call.outcome for call in aws.gst_calls()] == ["ok", "ok"]
+    identity_calls = aws.emulator.calls("GetCallerIdentity")
+    assert [call.outcome for call in identity_calls] == ["ok"] * used["calls"]
+    assert_used_keys_across_a_renewal(aws, identity_calls)
 
 
 def test_exit_status_of_the_child_is_passed_on(aws: AwsHome) -> None:
@@ -569,11 +586,16 @@ def test_many_concurrent_clients_share_one_sts_call_per_level(
     aws: AwsHome, role: str, node: str
 ) -> None:
     counter = counting_mfa_process(aws)
-    # Short sessions, so that the one the server made first is no fallback once cleared.
-    aws.emulator.cap_lifetime("GetSessionToken", 40)
-    aws.emulator.cap_lifetime("AssumeRole", 40)
+    # Sessions of a little over a minute, so that the one the server made first soon has
+    # no more than STALE_FLOOR s left: then it is no fallback, and once the cache is
+    # cleared every client needs the new sessions.
+    aws.emulator.cap_lifetime("GetSessionToken", STALE_FLOOR + 3)
+    aws.emulator.cap_lifetime("AssumeRole", STALE_FLOOR + 3)
     with serving(aws, "--profile", "alice", "--role-arn", role, "--min-remaining", "2") as srv:
         assert runs(counter) == 1
+        first_role = next(s for s in aws.emulator.sessions() if s.role is not None)
+        while first_role.expires_at - time.time() >= STALE_FLOOR + 1:  # 2 s after it was made
+            time.sleep(0.05)
         assert aws.run("clear", "--all").returncode == 0  # a cold cache for the crowd
         boto3_crowd = textwrap.dedent(
             """
@@ -636,19 +658,21 @@ class ThreadedRun:
 def test_javascript_keeps_working_across_the_end_of_its_keys(
     aws: AwsHome, role: str, node: str
 ) -> None:
-    aws.emulator.cap_lifetime("AssumeRole", 4)
+    aws.emulator.cap_lifetime("AssumeRole", LIFETIME)
     with serving(
-        aws, "--profile", "alice", "--role-arn", role, "--min-remaining", "2",
+        aws, "--profile", "alice", "--role-arn", role, "--min-remaining", str(RENEW_AT),
         "--token-code", aws.code(),
     ) as srv:  # fmt: skip
-        result = aws.run_command(js(node, "past-expiry"), env=sdk_env(srv))
+        result = aws.run_command(
+            js(node, "until-renewed", str(ROTATION_DEADLINE)), env=sdk_env(srv)
+        )
     assert result.returncode == 0, result.stderr
     keys = {line["key"] for line in json_lines(result.stdout)}
     assert len(keys) >= 2
-    first_role_session = next(s for s in aws.emulator.sessions() if s.role is not None)
     identity_calls = sdk_identity_calls(aws)
+    assert len(identity_calls) == len(json_lines(result.stdout))
     assert {call.outcome for call in identity_calls} == {"ok"}
-    assert identity_calls[-1].time > first_role_session.expires_at
+    assert_used_keys_across_a_renewal(aws, identity_calls)
     assert len(aws.gst_calls()) == 1
 
 
@@ -687,10 +711,13 @@ def test_token_host_method_and_path_are_checked_and_counted(aws: AwsHome) -> Non
 
 
 def test_no_code_source_mid_run_is_a_503_then_a_pause_not_a_loop(aws: AwsHome) -> None:
-    aws.emulator.cap_lifetime("GetSessionToken", 3)
+    # Handed out for 1-2 s; then renewing it needs a code (--token-code served the first
+    # session only), and with RENEW_AT <= STALE_FLOOR s left it is no fallback either.
+    aws.emulator.cap_lifetime("GetSessionToken", STALE_FLOOR + 3)
     with serving(
-        aws, "--profile", "alice", "--min-remaining", "1", "--token-code", aws.code(), debug=True
-    ) as srv:
+        aws, "--profile", "alice", "--min-remaining", str(RENEW_AT), "--token-code", aws.code(),
+        debug=True,
+    ) as srv:  # fmt: skip
         deadline = time.monotonic() + 20
         while True:  # until the session the server has runs out and no code can be had
             status, document, headers = request(srv.url, srv.token)
