@@ -13,7 +13,7 @@ set -g __mfa_session_options_credential_process --profile $__mfa_session_session
 set -g __mfa_session_options_exec --profile $__mfa_session_session_options --server $__mfa_session_server_options --debug --help
 set -g __mfa_session_options_export --profile --format $__mfa_session_session_options --debug --help
 set -g __mfa_session_options_status --json --debug --help
-set -g __mfa_session_options_clear --profile --all --debug --help
+set -g __mfa_session_options_clear --profile --all --stale --debug --help
 set -g __mfa_session_options_init --no-prompt --debug --help
 set -g __mfa_session_options_doctor --profile --json --offline --debug --help
 set -g __mfa_session_options_totp --profile --debug --help

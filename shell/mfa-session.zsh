@@ -15,7 +15,7 @@ __mfa_session_options=(
     exec "--profile $__mfa_session_session_options --server $__mfa_session_server_options --debug --help"
     export "--profile --format $__mfa_session_session_options --debug --help"
     status '--json --debug --help'
-    clear '--profile --all --debug --help'
+    clear '--profile --all --stale --debug --help'
     init '--no-prompt --debug --help'
     doctor '--profile --json --offline --debug --help'
     totp '--profile --debug --help'

@@ -31,8 +31,9 @@ def credentials(hours: float = 12) -> Credentials:
 
 def test_round_trip_and_key_mismatch(tmp_path: Path) -> None:
     cache = SessionCache(str(tmp_path / "c"))
-    cache.write(KEY, credentials())
-    assert cache.read(KEY) == credentials()
+    written = credentials()
+    cache.write(KEY, written)
+    assert cache.read(KEY) == written
     rotated = SessionKey("alice", "AKIAOTHER", KEY.mfa_serial)
     assert cache.read(rotated) is None
     assert cache.read(SessionKey("alice", KEY.access_key_id, "arn:other")) is None

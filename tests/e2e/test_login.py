@@ -163,7 +163,7 @@ def test_longer_than_an_hour_assumes_the_role_directly_with_one_fresh_code(
     )
     assert result.returncode == 0, result.stderr
     assert "caps role chaining at 1 hour" in result.stderr
-    assert "the console session lasts 1h 59m" in result.stderr
+    assert "the console session lasts 1h59m" in result.stderr
     assert aws.gst_calls() == []
     (assume,) = aws.emulator.calls("AssumeRole")
     assert (assume.serial, assume.duration, assume.access_key_id) == (
