@@ -11,7 +11,9 @@ role chaining). IAM, on the same port and told apart by the query's Version:
 the virtual MFA device life cycle (create, enable, list, deactivate, delete) and
 GetUser, under the common "self-manage MFA" policy. Console sign-in, on the same
 port: STS GetFederationToken and the federation endpoint at ``/federation``
-(getSigninToken, login).
+(getSigninToken, login). Access keys, in IAM: Create/List/Update/DeleteAccessKey on the
+caller's own user (two keys at most, MFA once enrolled), a new key authenticating only after
+``key_activation_delay``.
 
 Demo server: ``python -m tests.sts_emulator --state-file PATH [--port 0]``.
 """
@@ -292,6 +294,8 @@ class _AccessKey:
     user: User
     secret: str = field(repr=False)
     active: bool = True
+    created_at: float = 0.0  # CreateDate
+    usable_from: float = 0.0  # it authenticates from then on (see key_activation_delay)
 
 
 @dataclass
@@ -926,13 +930,247 @@ def _session_key_id(raw: str | None) -> str:
     return key_id if isinstance(key_id, str) else ""
 
 
+# --------------------------------------------------------------------------- IAM: access keys
+#
+# CreateAccessKey, ListAccessKeys, UpdateAccessKey and DeleteAccessKey, as AWS's example
+# policy "Allows MFA-authenticated IAM users to manage their own credentials" lets a user
+# call them: on their own user only, and (its BlockMostAccessUnlessSignedInWithMFA
+# statement exempts none of them) with an MFA session once the user has an enabled device,
+# as for device changes. What AWS does, and where it says so:
+# - At most two keys per user, active or not ("You can have a maximum of two access keys
+#   per user": IAM User Guide, "Manage access keys for IAM users"); a third one is
+#   LimitExceeded "Cannot exceed quota for AccessKeysPerUser: 2".
+# - UserName may be left out: IAM takes the user of the signing key (API reference of all
+#   four). Role sessions have no such user and must name one, which this policy refuses.
+# - AccessDenied names the resource "user NAME", or "user nullNAME" when UserName was left
+#   out: AWS's own message, as aws-vault issues #178 and #190 and CloudTrail records show it.
+# - A new key is not usable at once: IAM is eventually consistent (aws-vault retries for
+#   20 s before it deletes the old key). Until the test's key_activation_delay has passed,
+#   the new key is an invalid token, as AWS answers for a key it does not know (yet). An
+#   inactive or deleted key is an invalid token too.
+# - Deleting or deactivating a key leaves the sessions issued with it working until they
+#   expire: "Temporary security credentials are valid until they expire, and they cannot
+#   be revoked" (IAM User Guide, "Disabling permissions for temporary security
+#   credentials"); only a change to the user's permissions stops them, and a key is none.
+# - The root user may manage its own keys through the API (CreateAccessKey's reference
+#   says so); no identity-based policy binds it, so no MFA rule applies to it here.
+
+MAX_ACCESS_KEYS_PER_USER = 2
+ACCESS_KEY_QUOTA = f"Cannot exceed quota for AccessKeysPerUser: {MAX_ACCESS_KEYS_PER_USER}"
+ACCESS_KEY_STATUSES = ("Active", "Inactive", "Expired")  # the API model's enum
+SETTABLE_KEY_STATUSES = ("Active", "Inactive")  # what UpdateAccessKey's reference lists
+# The emulator's wording: AWS documents InvalidInput for UpdateAccessKey, not its text.
+EXPIRED_NOT_SETTABLE = "Status Expired cannot be set with UpdateAccessKey."
+
+
+class AccessKeyInfo(NamedTuple):
+    """One row of ``access_keys()``: what ListAccessKeys shows, and when the key works."""
+
+    access_key_id: str
+    status: str  # "Active" or "Inactive"
+    created_at: float  # CreateDate, on the emulator's clock
+    usable_from: float  # the key authenticates from then on (key_activation_delay)
+
+
+def _no_such_access_key(access_key_id: str) -> StsError:
+    return StsError("NoSuchEntity", f"The Access Key with id {access_key_id} cannot be found.", 404)
+
+
+def _key_resource(user: User, user_name: str | None) -> str:
+    """The resource AWS names when it refuses an access-key action (see above)."""
+    return f"user {user_name}" if user_name is not None else f"user null{user.name}"
+
+
+def _key_status(key: _AccessKey) -> str:
+    return "Active" if key.active else "Inactive"
+
+
+class _AccessKeys:
+    """IAM's access-key actions and their test controls, mixed into StsEmulator: they use
+    its state (``_State.keys``, which authentication reads), clock and MFA-device policy."""
+
+    _state: _State
+    _clock: Callable[[], float]
+    _check_device_change: Callable[[Caller, str, str], None]
+    _key_activation_delay: float = 0.0
+
+    # ----------------------------------------------------------------- test controls
+
+    def key_activation_delay(self, seconds: float) -> None:
+        """Keys CreateAccessKey makes from now on authenticate only ``seconds`` later (on the
+        emulator's clock); before that they are an invalid token. Default 0: at once."""
+        if seconds < 0:
+            raise ValueError("the activation delay cannot be negative")
+        with self._state.lock:
+            self._key_activation_delay = seconds
+
+    def access_keys(self, user: User) -> list[AccessKeyInfo]:
+        """The user's access keys, oldest first (no secrets)."""
+        with self._state.lock:
+            return [
+                AccessKeyInfo(key_id, _key_status(key), key.created_at, key.usable_from)
+                for key_id, key in self._keys_of(user)
+            ]
+
+    def add_access_key(self, user: User) -> User:
+        """Give ``user`` another active key that works at once, as one made long ago would;
+        returns the user signing with it (a User whose key fields hold it, secret included)."""
+        now = self._clock()
+        with self._state.lock:
+            owner = self._state.users.get(user.arn)
+            if owner is None:
+                raise ValueError(f"no user {user.arn}")
+            if len(self._keys_of(owner)) >= MAX_ACCESS_KEYS_PER_USER:
+                raise ValueError(f"{owner.arn} has {MAX_ACCESS_KEYS_PER_USER} keys already")
+            signer = replace(
+                owner, access_key_id=_random_id("AKIA", 16), secret_access_key=_random_secret()
+            )
+            self._state.keys[signer.access_key_id] = _AccessKey(
+                owner, signer.secret_access_key, created_at=now, usable_from=now
+            )
+        return signer
+
+    def set_key_create_date(self, access_key_id: str, created_at: float) -> None:
+        """Backdate (or move) a key's CreateDate, e.g. to make it older than 90 days."""
+        with self._state.lock:
+            key = self._state.keys.get(access_key_id)
+            if key is None:
+                raise ValueError(f"no access key {access_key_id}")
+            key.created_at = created_at
+
+    # ----------------------------------------------------------------- actions
+
+    def _create_access_key(self, params: Mapping[str, str], caller: Caller) -> str:
+        check = _Validation()
+        user_name = params.get("UserName")
+        check.text("userName", user_name, 1, 128, r"[\w+=,.@-]+")
+        check.raise_if_any()
+        now = self._clock()
+        with self._state.lock:
+            user = self._key_owner(caller, user_name, "iam:CreateAccessKey")
+            if len(self._keys_of(user)) >= MAX_ACCESS_KEYS_PER_USER:
+                raise StsError("LimitExceeded", ACCESS_KEY_QUOTA, 409)
+            key_id = _random_id("AKIA", 16)
+            key = _AccessKey(
+                user,
+                _random_secret(),
+                created_at=now,
+                usable_from=now + self._key_activation_delay,
+            )
+            self._state.keys[key_id] = key
+        fields = _xml_fields(
+            UserName=user.name,
+            AccessKeyId=key_id,
+            Status="Active",
+            SecretAccessKey=key.secret,
+            CreateDate=_iso8601(now),
+        )
+        return f"<AccessKey>{fields}</AccessKey>"
+
+    def _list_access_keys(self, params: Mapping[str, str], caller: Caller) -> str:
+        check = _Validation()
+        user_name = params.get("UserName")
+        max_items = check.integer(params, "MaxItems", "maxItems", 1, 1000)
+        marker = params.get("Marker")
+        check.text("userName", user_name, 1, 128, r"[\w+=,.@-]+")
+        check.text("marker", marker, 1, 320, r"[\u0020-\u00FF]+")
+        check.raise_if_any()
+        with self._state.lock:
+            user = self._key_owner(caller, user_name, "iam:ListAccessKeys")
+            keys = self._keys_of(user)
+        # IAM's markers are opaque; here one is the id of the first key of the next page.
+        ids = [key_id for key_id, _ in keys]
+        start = 0 if marker is None else ids.index(marker) if marker in ids else len(ids)
+        page = keys[start : start + (max_items or 100)]
+        members = "".join(
+            "<member>"
+            + _xml_fields(
+                UserName=user.name,
+                AccessKeyId=key_id,
+                Status=_key_status(key),
+                CreateDate=_iso8601(key.created_at),
+            )
+            + "</member>"
+            for key_id, key in page
+        )
+        rest = keys[start + len(page) :]
+        truncated = f"<IsTruncated>{'true' if rest else 'false'}</IsTruncated>"
+        next_marker = _xml_fields(Marker=rest[0][0]) if rest else ""
+        return f"<AccessKeyMetadata>{members}</AccessKeyMetadata>{truncated}{next_marker}"
+
+    def _update_access_key(self, params: Mapping[str, str], caller: Caller) -> None:
+        check = _Validation()
+        user_name = params.get("UserName")
+        key_id = check.required(params, "AccessKeyId", "accessKeyId")
+        status = check.required(params, "Status", "status")
+        check.text("userName", user_name, 1, 128, r"[\w+=,.@-]+")
+        check.text("accessKeyId", key_id, 16, 128, r"[\w]+")
+        if status is not None and status not in ACCESS_KEY_STATUSES:
+            check.problems.append(
+                f"Value '{status}' at 'status' failed to satisfy constraint: Member must "
+                f"satisfy enum value set: [{', '.join(ACCESS_KEY_STATUSES)}]"
+            )
+        check.raise_if_any()
+        if key_id is None or status is None:
+            raise AssertionError("unreachable")
+        with self._state.lock:
+            user = self._key_owner(caller, user_name, "iam:UpdateAccessKey")
+            key = self._owned_key(user, key_id)
+            if status not in SETTABLE_KEY_STATUSES:
+                raise StsError("InvalidInput", EXPIRED_NOT_SETTABLE)
+            key.active = status == "Active"
+
+    def _delete_access_key(self, params: Mapping[str, str], caller: Caller) -> None:
+        check = _Validation()
+        user_name = params.get("UserName")
+        key_id = check.required(params, "AccessKeyId", "accessKeyId")
+        check.text("userName", user_name, 1, 128, r"[\w+=,.@-]+")
+        check.text("accessKeyId", key_id, 16, 128, r"[\w]+")
+        check.raise_if_any()
+        if key_id is None:
+            raise AssertionError("unreachable")
+        with self._state.lock:
+            user = self._key_owner(caller, user_name, "iam:DeleteAccessKey")
+            self._owned_key(user, key_id)
+            # Sessions issued with this key keep working until they expire (see above).
+            del self._state.keys[key_id]
+
+    # ----------------------------------------------------------------- helpers (lock held)
+
+    def _key_owner(self, caller: Caller, user_name: str | None, action: str) -> User:
+        """The user whose keys the caller may manage: its own, and with MFA once enrolled."""
+        if caller.role is not None:
+            if user_name is None:
+                raise StsError("ValidationError", NON_USER_NEEDS_NAME)
+            raise _no_allowing_policy(caller.arn, action, f"user {user_name}")
+        user = caller.user
+        resource = _key_resource(user, user_name)
+        if user_name is not None and (user.root or user_name != user.name):
+            raise _no_allowing_policy(caller.arn, action, resource)
+        if not user.root:
+            self._check_device_change(caller, action, resource)  # the same MFA rule
+        return user
+
+    def _keys_of(self, user: User) -> list[tuple[str, _AccessKey]]:
+        keys = [
+            (key_id, key) for key_id, key in self._state.keys.items() if key.user.arn == user.arn
+        ]
+        return sorted(keys, key=lambda item: item[1].created_at)
+
+    def _owned_key(self, user: User, access_key_id: str) -> _AccessKey:
+        key = self._state.keys.get(access_key_id)
+        if key is None or key.user.arn != user.arn:
+            raise _no_such_access_key(access_key_id)
+        return key
+
+
 # --------------------------------------------------------------------------- the emulator
 
 # A handler returns its Result element's content, or None for an action without output.
 Handler = Callable[[Mapping[str, str], Caller], str | None]
 
 
-class StsEmulator(_ConsoleSignin):
+class StsEmulator(_ConsoleSignin, _AccessKeys):
     """AWS STS (and IAM's MFA actions) on 127.0.0.1: users, roles, MFA devices, sessions,
     a call log and fault injection.
 
@@ -971,6 +1209,10 @@ class StsEmulator(_ConsoleSignin):
             (IAM_API_VERSION, "DeleteVirtualMFADevice"): self._delete_virtual_mfa_device,
             (IAM_API_VERSION, "ListMFADevices"): self._list_mfa_devices,
             (IAM_API_VERSION, "GetUser"): self._get_user,
+            (IAM_API_VERSION, "CreateAccessKey"): self._create_access_key,
+            (IAM_API_VERSION, "ListAccessKeys"): self._list_access_keys,
+            (IAM_API_VERSION, "UpdateAccessKey"): self._update_access_key,
+            (IAM_API_VERSION, "DeleteAccessKey"): self._delete_access_key,
         }
 
     # ----------------------------------------------------------------- lifecycle
@@ -1040,7 +1282,12 @@ class StsEmulator(_ConsoleSignin):
             if user.arn in self._state.users:
                 raise ValueError(f"user {user.arn} already exists")
             self._state.users[user.arn] = user
-            self._state.keys[user.access_key_id] = _AccessKey(user, user.secret_access_key)
+            self._state.keys[user.access_key_id] = _AccessKey(
+                user,
+                user.secret_access_key,
+                created_at=user.created_at,
+                usable_from=user.created_at,
+            )
         return user
 
     def add_mfa_device(self, user: User, name: str | None = None) -> Device:
@@ -1300,7 +1547,7 @@ class StsEmulator(_ConsoleSignin):
             key = self._state.keys.get(access_key_id)
             session = self._state.sessions.get(access_key_id)
         if key is not None:
-            if not key.active or token is not None:
+            if not key.active or token is not None or self._clock() < key.usable_from:
                 raise StsError("InvalidClientTokenId", INVALID_TOKEN, 403)
             return Caller(key.user, access_key_id), key.secret
         if session is not None:

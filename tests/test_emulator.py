@@ -1198,6 +1198,274 @@ def test_iam_endpoint_from_the_environment_and_fail_next(
     assert [c.outcome for c in emu.calls("ListMFADevices")] == ["ServiceFailure", "ok"]
 
 
+# --------------------------------------------------------------------------- IAM: access keys
+
+EXPLICIT_DENY = " with an explicit deny in an identity-based policy"
+INVALID_TOKEN = (
+    "InvalidClientTokenId",
+    "The security token included in the request is invalid.",
+    403,
+)
+
+
+def key_ids(listing: dict[str, Any]) -> list[str]:
+    return [key["AccessKeyId"] for key in listing["AccessKeyMetadata"]]
+
+
+def test_access_keys_from_creation_to_deletion(
+    emu: StsEmulator, make_client: ClientFactory
+) -> None:
+    bob = emu.add_user("bob")
+    iam = iam_client(make_client, bob)
+    (first,) = iam.list_access_keys()["AccessKeyMetadata"]
+    assert (first["UserName"], first["AccessKeyId"], first["Status"]) == (
+        "bob",
+        bob.access_key_id,
+        "Active",
+    )
+    assert abs(seconds_left(first["CreateDate"])) < 60
+
+    created = iam.create_access_key()["AccessKey"]
+    new_id, new_secret = created["AccessKeyId"], created["SecretAccessKey"]
+    assert (created["UserName"], created["Status"]) == ("bob", "Active")
+    assert re.fullmatch(r"AKIA[A-Z0-9]{16}", new_id)
+    assert len(new_secret) == 40
+    assert abs(seconds_left(created["CreateDate"])) < 60
+    listed = iam.list_access_keys(UserName="bob")["AccessKeyMetadata"]
+    assert [(key["AccessKeyId"], key["Status"]) for key in listed] == [
+        (bob.access_key_id, "Active"),
+        (new_id, "Active"),
+    ]
+    assert [(key.access_key_id, key.status) for key in emu.access_keys(bob)] == [
+        (bob.access_key_id, "Active"),
+        (new_id, "Active"),
+    ]
+    assert new_secret not in repr(emu.access_keys(bob))
+    assert make_client(new_id, new_secret).get_caller_identity()["Arn"] == bob.arn  # at once
+
+    # Inactive, the first key is an invalid token; active again, it works again.
+    old_sts = make_client(bob.access_key_id, bob.secret_access_key)
+    new_iam = make_client(new_id, new_secret, service="iam")
+    new_iam.update_access_key(AccessKeyId=bob.access_key_id, Status="Inactive")
+    assert error_of(old_sts.get_caller_identity) == INVALID_TOKEN
+    assert [key.status for key in emu.access_keys(bob)] == ["Inactive", "Active"]
+    new_iam.update_access_key(UserName="bob", AccessKeyId=bob.access_key_id, Status="Active")
+    old_sts.get_caller_identity()
+
+    # Deleted, it is an invalid token for good.
+    new_iam.delete_access_key(AccessKeyId=bob.access_key_id)
+    assert error_of(old_sts.get_caller_identity) == INVALID_TOKEN
+    assert key_ids(new_iam.list_access_keys()) == [new_id]
+    gone = ("NoSuchEntity", f"The Access Key with id {bob.access_key_id} cannot be found.", 404)
+    assert error_of(lambda: new_iam.delete_access_key(AccessKeyId=bob.access_key_id)) == gone
+    assert (
+        error_of(lambda: new_iam.update_access_key(AccessKeyId=bob.access_key_id, Status="Active"))
+        == gone
+    )
+
+    assert [(c.action, c.access_key_id, c.outcome) for c in emu.calls() if "Key" in c.action] == [
+        ("ListAccessKeys", bob.access_key_id, "ok"),
+        ("CreateAccessKey", bob.access_key_id, "ok"),
+        ("ListAccessKeys", bob.access_key_id, "ok"),
+        ("UpdateAccessKey", new_id, "ok"),
+        ("UpdateAccessKey", new_id, "ok"),
+        ("DeleteAccessKey", new_id, "ok"),
+        ("ListAccessKeys", new_id, "ok"),
+        ("DeleteAccessKey", new_id, "NoSuchEntity"),
+        ("UpdateAccessKey", new_id, "NoSuchEntity"),
+    ]
+    assert len(emu.calls("CreateAccessKey")) == 1
+    dumped = json.dumps([asdict(c) for c in emu.calls()])
+    assert new_secret not in dumped
+    assert bob.secret_access_key not in dumped
+
+
+def test_a_third_access_key_exceeds_the_quota_active_or_not(
+    emu: StsEmulator, make_client: ClientFactory
+) -> None:
+    bob = emu.add_user("bob")
+    iam = iam_client(make_client, bob)
+    second = iam.create_access_key()["AccessKey"]["AccessKeyId"]
+    iam.update_access_key(AccessKeyId=second, Status="Inactive")
+    assert error_of(iam.create_access_key) == (
+        "LimitExceeded",
+        "Cannot exceed quota for AccessKeysPerUser: 2",
+        409,
+    )
+    with pytest.raises(ValueError, match="has 2 keys already"):
+        emu.add_access_key(bob)
+    iam.delete_access_key(AccessKeyId=second)
+    iam.create_access_key()
+    assert len(emu.access_keys(bob)) == 2
+
+
+def test_access_key_changes_once_enrolled_take_an_mfa_session_that_outlives_its_key(
+    alice: User, device: Device, alice_client: StsClient, make_client: ClientFactory
+) -> None:
+    long_term = iam_client(make_client, alice)
+    plain_credentials = alice_client.get_session_token()["Credentials"]
+    plain = client_for(make_client, plain_credentials, "iam")
+    for client in (long_term, plain):
+        # AWS names the user "nullNAME" when UserName is left out (its quirk, verbatim).
+        assert error_of(client.create_access_key) == (
+            "AccessDenied",
+            not_authorized(alice.arn, "iam:CreateAccessKey", "user nullalice", EXPLICIT_DENY),
+            403,
+        )
+        assert error_of(lambda c=client: c.list_access_keys(UserName="alice")) == (
+            "AccessDenied",
+            not_authorized(alice.arn, "iam:ListAccessKeys", "user alice", EXPLICIT_DENY),
+            403,
+        )
+        update = functools.partial(
+            client.update_access_key, AccessKeyId=alice.access_key_id, Status="Inactive"
+        )
+        delete = functools.partial(client.delete_access_key, AccessKeyId=alice.access_key_id)
+        assert (error_of(update)[0], error_of(delete)[0]) == ("AccessDenied", "AccessDenied")
+
+    mfa_session = mfa_credentials(alice_client, device)
+    mfa = client_for(make_client, mfa_session, "iam")
+    new_id = mfa.create_access_key()["AccessKey"]["AccessKeyId"]
+    mfa.update_access_key(AccessKeyId=alice.access_key_id, Status="Inactive")
+    mfa.delete_access_key(AccessKeyId=alice.access_key_id)
+    assert key_ids(mfa.list_access_keys()) == [new_id]
+    # The key is gone, but the sessions issued with it work until they expire, as AWS's do.
+    assert error_of(alice_client.get_caller_identity) == INVALID_TOKEN
+    for credentials in (mfa_session, plain_credentials):
+        assert client_for(make_client, credentials).get_caller_identity()["Arn"] == alice.arn
+
+
+def test_a_new_key_works_only_after_the_activation_delay(make_client: ClientFactory) -> None:
+    ahead = [0.0]  # the emulator's clock runs this much ahead: no sleeping
+    with StsEmulator(clock=lambda: time.time() + ahead[0]) as emu:
+        bob = emu.add_user("bob")
+        iam = make_client(bob.access_key_id, bob.secret_access_key, url=emu.url, service="iam")
+        emu.key_activation_delay(10)
+        created = iam.create_access_key()["AccessKey"]
+        new_id, new_secret = created["AccessKeyId"], created["SecretAccessKey"]
+        new_sts = make_client(new_id, new_secret, url=emu.url)
+        new_iam = make_client(new_id, new_secret, url=emu.url, service="iam")
+        assert error_of(new_sts.get_caller_identity) == INVALID_TOKEN
+        assert error_of(new_iam.list_access_keys) == INVALID_TOKEN
+        # Listed as active meanwhile, and the old key keeps working.
+        assert [k["Status"] for k in iam.list_access_keys()["AccessKeyMetadata"]] == [
+            "Active",
+            "Active",
+        ]
+        old, new = emu.access_keys(bob)
+        assert old.usable_from == old.created_at
+        assert new.usable_from == pytest.approx(new.created_at + 10)
+        ahead[0] = 9.0
+        assert error_of(new_sts.get_caller_identity) == INVALID_TOKEN
+        ahead[0] = 10.5
+        assert new_sts.get_caller_identity()["Arn"] == bob.arn
+        assert key_ids(new_iam.list_access_keys()) == [bob.access_key_id, new_id]
+        # Keys the test adds directly work at once.
+        added = emu.add_access_key(emu.add_user("carol"))
+        carol = make_client(added.access_key_id, added.secret_access_key, url=emu.url)
+        assert carol.get_caller_identity()["Arn"] == added.arn
+        assert [c.outcome for c in emu.calls("GetCallerIdentity")] == [
+            "InvalidClientTokenId",
+            "InvalidClientTokenId",
+            "ok",
+            "ok",
+        ]
+        with pytest.raises(ValueError, match="negative"):
+            emu.key_activation_delay(-1)
+
+
+def test_users_manage_only_their_own_access_keys(
+    emu: StsEmulator, alice: User, alice_client: StsClient, make_client: ClientFactory
+) -> None:
+    bob = emu.add_user("bob")
+    iam = iam_client(make_client, bob)
+    because = " because no identity-based policy allows the iam:CreateAccessKey action"
+    assert error_of(lambda: iam.create_access_key(UserName="alice")) == (
+        "AccessDenied",
+        not_authorized(bob.arn, "iam:CreateAccessKey", "user alice", because),
+        403,
+    )
+    assert error_of(lambda: iam.list_access_keys(UserName="alice"))[0] == "AccessDenied"
+    # Another user's key is, to bob, a key that does not exist.
+    assert error_of(lambda: iam.delete_access_key(AccessKeyId=alice.access_key_id)) == (
+        "NoSuchEntity",
+        f"The Access Key with id {alice.access_key_id} cannot be found.",
+        404,
+    )
+    alice_client.get_caller_identity()
+    assert len(emu.access_keys(alice)) == 1
+
+    # Role sessions have no user of their own; the root user manages its own keys.
+    open_role = emu.add_role(account=ADMIN_ACCOUNT, name="Open", require_mfa=False)
+    role_credentials = alice_client.assume_role(RoleArn=open_role.arn, RoleSessionName="r1")
+    role_iam = client_for(make_client, role_credentials["Credentials"], "iam")
+    assert error_of(role_iam.create_access_key) == (
+        "ValidationError",
+        "Must specify userName when calling with non-User credentials",
+        400,
+    )
+    code, message, _ = error_of(
+        lambda: role_iam.delete_access_key(UserName="alice", AccessKeyId=alice.access_key_id)
+    )
+    assert (code, "iam:DeleteAccessKey on resource: user alice because" in message) == (
+        "AccessDenied",
+        True,
+    )
+    root = emu.add_user("root", root=True)
+    assert iam_client(make_client, root).create_access_key()["AccessKey"]["Status"] == "Active"
+    assert len(emu.access_keys(root)) == 2
+
+
+def test_access_key_requests_are_validated(emu: StsEmulator, make_client: ClientFactory) -> None:
+    bob = emu.add_user("bob")
+    iam = make_client(bob.access_key_id, bob.secret_access_key, service="iam", validate=False)
+    assert error_of(lambda: iam.update_access_key(AccessKeyId="AKIA_SHORT", Status="Enabled")) == (
+        "ValidationError",
+        "2 validation errors detected: Value 'AKIA_SHORT' at 'accessKeyId' failed to satisfy "
+        "constraint: Member must have length greater than or equal to 16; Value 'Enabled' at "
+        "'status' failed to satisfy constraint: Member must satisfy enum value set: "
+        "[Active, Inactive, Expired]",
+        400,
+    )
+    assert error_of(iam.delete_access_key) == (
+        "ValidationError",
+        "1 validation error detected: Value null at 'accessKeyId' failed to satisfy "
+        "constraint: Member must not be null",
+        400,
+    )
+    code, _, status = error_of(
+        lambda: iam.update_access_key(AccessKeyId=bob.access_key_id, Status="Expired")
+    )
+    assert (code, status, emu.access_keys(bob)[0].status) == ("InvalidInput", 400, "Active")
+
+
+def test_list_access_keys_pages_and_keys_can_be_added_and_backdated(
+    emu: StsEmulator, make_client: ClientFactory
+) -> None:
+    bob = emu.add_user("bob")
+    second = emu.add_access_key(bob)
+    assert (second.arn, second.access_key_id != bob.access_key_id) == (bob.arn, True)
+    iam = iam_client(make_client, second)  # works at once
+    page = iam.list_access_keys(MaxItems=1)
+    assert (key_ids(page), page["IsTruncated"]) == ([bob.access_key_id], True)
+    page = iam.list_access_keys(MaxItems=1, Marker=page["Marker"])
+    assert (key_ids(page), page["IsTruncated"], "Marker" in page) == (
+        [second.access_key_id],
+        False,
+        False,
+    )
+    pages = iam.get_paginator("list_access_keys").paginate(PaginationConfig={"PageSize": 1})
+    assert [key_ids(page) for page in pages] == [[bob.access_key_id], [second.access_key_id]]
+
+    emu.set_key_create_date(bob.access_key_id, emu.now() - 100 * 86400)
+    first = iam.list_access_keys()["AccessKeyMetadata"][0]
+    assert 99 * 86400 < -seconds_left(first["CreateDate"]) < 101 * 86400
+    emu.deactivate_key(second)
+    assert error_of(iam.list_access_keys) == INVALID_TOKEN
+    with pytest.raises(ValueError, match="no access key"):
+        emu.set_key_create_date("AKIA0000000000000000", 0.0)
+
+
 # --------------------------------------------------------------------------- console sign-in
 
 ALLOW_ALL = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'
