@@ -48,7 +48,8 @@ def rotate(
     """Replace the long-term key of ``profile`` (or of the profile it takes keys from)."""
     files = AwsFiles(environ)
     mfa = files.plan(profile).mfa
-    old, where = mfa.keys.access_key_id, mfa.keys.where
+    old = mfa.keys.access_key_id
+    where = "the keyring" if mfa.keys.in_keyring else mfa.keys.where
     if mfa.name != profile:
         say(f"profile {profile} takes its keys from profile {mfa.name}: rotating those")
     store = _storer(files, mfa, environ)
