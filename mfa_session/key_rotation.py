@@ -22,7 +22,7 @@ from mfa_session import key_files
 from mfa_session.cache import SessionCache
 from mfa_session.config import AwsFiles, MfaProfile, StaticKeys
 from mfa_session.errors import IamError, Interrupted, MfaSessionError, StsError
-from mfa_session.iam import Iam
+from mfa_session.iam import AccessKey, Iam
 from mfa_session.interrupts import signals_ignored, signals_interrupt
 from mfa_session.keystore import Keystore
 from mfa_session.session import SessionRequest, get_session
@@ -68,15 +68,16 @@ def rotate(
     if not keys:
         raise IamError(f"IAM lists no access key for the user of profile {mfa.name!r}")
     with signals_interrupt():
-        new, secret = iam.create_access_key()
-        say(f"created access key {new.access_key_id}")
+        created: list[str] = []  # the new key's id, once it is known
         try:
+            new, secret = _create(iam, created)
+            say(f"created access key {new.access_key_id}")
             _wait_until_accepted(mfa, StaticKeys(new.access_key_id, secret), environ, wait, status)
             say(f"AWS accepts {new.access_key_id}")
             store((new.access_key_id, secret, new.created))
         except BaseException as exc:
             with signals_ignored():
-                raise _rolled_back(exc, iam, new.access_key_id, old, mfa.name) from None
+                raise _rolled_back(exc, iam, created, old, mfa.name) from None
     say(f"stored {new.access_key_id} in {where}, in place of {old}")
     try:
         iam.delete_access_key(old)
@@ -97,6 +98,14 @@ def rotate(
     if forgotten:
         say(f"forgot {forgotten} cached session{'s' if forgotten != 1 else ''} of {old}")
     return Rotation(mfa.name, old, new.access_key_id, where)
+
+
+def _create(iam: Iam, created: list[str]) -> tuple[AccessKey, str]:
+    """CreateAccessKey; ``created`` says it was attempted ("?") and then the new key's id."""
+    created.append("?")  # from here a key may exist at AWS even if its answer never comes
+    new, secret = iam.create_access_key()
+    created[0] = new.access_key_id
+    return new, secret
 
 
 def _storer(
@@ -157,7 +166,7 @@ def _wait_until_accepted(
 
 
 def _rolled_back(
-    failure: BaseException, iam: Iam, new: str, old: str, profile: str
+    failure: BaseException, iam: Iam, created: list[str], old: str, profile: str
 ) -> MfaSessionError:
     """Delete the new key again after a failure; the error says which keys exist now."""
     kind: type[MfaSessionError]
@@ -168,8 +177,18 @@ def _rolled_back(
     else:
         reason, kind = f"unexpected {type(failure).__name__}", MfaSessionError
     try:
+        if created == ["?"]:  # the create's answer never came: a key may exist all the same
+            created = [key.access_key_id for key in iam.access_keys() if key.access_key_id != old]
+        if not created:
+            return kind(
+                f"rotation stopped ({reason}) before a new key existed. Your key {old} is "
+                "unchanged and works",
+                hint=getattr(failure, "hint", None),
+            )
+        new = created[0]
         iam.delete_access_key(new)
     except MfaSessionError as exc:
+        new = created[0] if created and created != ["?"] else "(unknown: see the IAM console)"
         return kind(
             f"rotation stopped ({reason}); the new key {new} could not be deleted again "
             f"({exc.message}): it exists at AWS, unused, and its secret is gone. Your key "

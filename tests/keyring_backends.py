@@ -53,3 +53,21 @@ class RaisingOnWrite(KeyringBackend):
 
     def delete_password(self, service: str, username: str) -> None:
         raise KeyringLocked("Failed to unlock the collection!")
+
+
+class ReadOnlyFile(KeyringBackend):
+    """keyrings.alt's file backend under HOME for reads; every write fails (a locked or
+    full store that still answers reads)."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def get_password(self, service: str, username: str) -> str | None:
+        from keyrings.alt.file import PlaintextKeyring
+
+        return PlaintextKeyring().get_password(service, username)
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        raise KeyringLocked("the store is read-only")
+
+    def delete_password(self, service: str, username: str) -> None:
+        raise KeyringLocked("the store is read-only")
