@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 from tests.conftest import AwsHome
 from tests.sts_emulator import StsEmulator
@@ -28,17 +29,45 @@ def test_all_good(aws: AwsHome) -> None:
     status, document = doctor(aws, "--profile", "alice")
     assert status == 0, document
     found = statuses(document)
+    assert found["STS (alice)"] == "ok"
     assert found["clock"] == "ok"
     assert found["code source (alice)"] == "ok"
     assert found["cache folder"] == "ok"
+    assert found["keyring"] == "ok"
     assert found["credential_process (dev)"] == "ok"
+    assert found["keys (alice)"] == "warn"  # plaintext keys: a warning, not a failure
+    assert [c["call"] for c in calls(aws)] == ["GetCallerIdentity"]  # one call, no MFA
 
 
-def test_human_output_names_the_fix(aws: AwsHome) -> None:
+def calls(aws: AwsHome) -> list[dict[str, str]]:
+    return [{"call": call.action} for call in aws.emulator.calls()]
+
+
+def test_each_finding_once_per_key_profile(aws: AwsHome) -> None:
+    aws.store_seed()
+    aws.add_config(
+        "\n[profile prod]\ncredential_process = mfa-session credential-process "
+        "--profile alice --role-arn arn:aws:iam::210987654321:role/Admin\n"
+    )
+    result = aws.run("doctor")
+    assert result.returncode == 0, result.stdout
+    for check in ("code source (alice)", "keys (alice)", "STS (alice)"):
+        assert result.stdout.count(f" {check}: ") == 1, result.stdout
+    assert len(aws.emulator.calls("GetCallerIdentity")) == 1
+
+
+def test_human_output_names_the_fix_and_no_keyring_means_no_totp_set(aws: AwsHome) -> None:
     result = aws.run("doctor", "--profile", "alice")
     assert result.returncode == 1
     assert "FAIL  code source (alice): no code source" in result.stdout
-    assert "fix: run 'mfa-session totp set --profile alice'" in result.stdout
+    assert "totp set" not in result.stdout  # it would fail: there is no keyring
+    assert "fix: set mfa_process in the profile" in result.stdout
+    assert "WARN  keyring: no keyring backend works here" in result.stdout
+    assert "keyring_pass.PasswordStoreBackend" in result.stdout  # the recipe for here
+    assert "mfa-session[headless]" in result.stdout or "pipx inject" in result.stdout
+    assert "fix: move it into the keyring: mfa-session keys import --profile alice" in (
+        result.stdout
+    )
 
 
 def test_clock_skew_is_reported(aws: AwsHome) -> None:
@@ -53,14 +82,60 @@ def test_clock_skew_is_reported(aws: AwsHome) -> None:
     assert "ahead of STS" in clock["message"]
 
 
-def test_offline_is_said(aws: AwsHome) -> None:
+def test_unreachable_sts_and_rejected_keys_fail(aws: AwsHome) -> None:
     aws.store_seed()
     status, document = doctor(
         aws, "--profile", "alice", env={"AWS_ENDPOINT_URL_STS": "http://127.0.0.1:9"}
     )
+    assert status == 1
+    (sts,) = [c for c in document["checks"] if c["check"] == "STS (alice)"]
+    assert sts["status"] == "fail" and "cannot reach STS at http://127.0.0.1:9" in sts["message"]
+    aws.emulator.deactivate_key(aws.user)
+    status, document = doctor(aws, "--profile", "alice")
+    assert status == 1
+    (sts,) = [c for c in document["checks"] if c["check"] == "STS (alice)"]
+    assert "refused access key" in sts["message"] and "InvalidClientTokenId" in sts["message"]
+    assert_every_failure_has_a_fix(document["checks"])
+
+
+def test_offline_sends_nothing_and_never_opens_the_keyring(aws: AwsHome) -> None:
+    aws.env["PYTHON_KEYRING_BACKEND"] = "tests.keyring_backends.Hanging"
+    aws.env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    aws.env["MFA_SESSION_KEYRING_TIMEOUT"] = "30"
+    started = time.monotonic()
+    status, document = doctor(aws, "--profile", "alice", "--offline")
+    assert time.monotonic() - started < 10
+    found = statuses(document)
+    assert found["STS (alice)"] == "skip" and found["keyring"] == "skip"
+    assert aws.emulator.calls() == []
+    assert status == 0, document
+
+
+def test_missing_mfa_serial_suggests_enroll(aws: AwsHome) -> None:
+    aws.write_config("[profile alice]\nregion = eu-west-1\n")
+    status, document = doctor(aws, "--profile", "alice", "--offline")
+    assert status == 1
+    (profile,) = [c for c in document["checks"] if c["check"] == "profile alice"]
+    assert "mfa-session enroll --profile alice" in str(profile["fix"])
+
+
+def test_key_age_from_iam_and_the_one_factor_warning(aws: AwsHome) -> None:
+    aws.store_seed()
+    assert aws.run("keys", "import", "--profile", "alice").returncode == 0
+    assert aws.run("credential-process", "--profile", "alice").returncode == 0  # cached
+    aws.emulator.set_key_create_date(aws.user.access_key_id, time.time() - 100 * 86400)
+    status, document = doctor(aws, "--profile", "alice")
+    found = {c["check"]: c for c in document["checks"]}
+    assert found["keys (alice)"]["status"] == "ok"
+    assert "100 days old" in found["key age (alice)"]["message"]
+    assert "keys rotate --profile alice" in str(found["key age (alice)"]["fix"])
+    assert found["one factor (alice)"]["status"] == "warn"
+    assert "one-factor-in-disguise" in str(found["one factor (alice)"]["fix"])
     assert status == 0
-    (clock,) = [check for check in document["checks"] if check["check"] == "clock"]
-    assert clock["status"] == "skip" and "offline" in clock["message"]
+    # The age is remembered: status shows it without asking IAM again.
+    listed = len(aws.emulator.calls("ListAccessKeys"))
+    assert "100 days old" in aws.run("status").stdout
+    assert len(aws.emulator.calls("ListAccessKeys")) == listed
 
 
 def test_profile_problems(aws: AwsHome) -> None:
