@@ -121,12 +121,29 @@ def read_seed(serial: str, environ: Mapping[str, str] | None = None) -> str | No
 def store_seed(serial: str, seed: str, environ: Mapping[str, str] | None = None) -> str:
     """Store the seed; returns the keyring backend's name."""
     value = sensitive(normalized(seed))
-    return os_keyring.call([(os_keyring.SET, serial, value)], environ, WHAT).backend
+    backend = os_keyring.call([(os_keyring.SET, serial, value)], environ, WHAT).backend
+    _remember(serial, True, backend, environ)
+    return backend
 
 
 def remove_seed(serial: str, environ: Mapping[str, str] | None = None) -> bool:
     """Delete the seed; False when there was none."""
-    return bool(os_keyring.call([(os_keyring.DELETE, serial, None)], environ, WHAT).results[0])
+    answer = os_keyring.call([(os_keyring.DELETE, serial, None)], environ, WHAT)
+    _remember(serial, False, answer.backend, environ)
+    return bool(answer.results[0])
+
+
+def _remember(serial: str, stored: bool, backend: str, environ: Mapping[str, str] | None) -> None:
+    """Keep the secret-free record `status` reads in step (best effort: it is a hint)."""
+    import os
+
+    from mfa_session.errors import CacheError
+    from mfa_session.keystore import Keystore
+
+    try:
+        Keystore(os.environ if environ is None else environ).note_seed(serial, stored, backend)
+    except CacheError as exc:
+        debug("seed record not written: %s", exc.message)
 
 
 def read_seed_input(stdin: IO[str] | None = None) -> str:

@@ -47,6 +47,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         verb = "replaced the stored" if replaced else "stored the"
         out.write(f"{verb} TOTP seed for {serial} in the keyring ({backend})\n")
         out.write(f"check it: 'mfa-session totp code --profile {profile}' shows your app's code\n")
+        _one_factor_note(profile, environ)
         return 0
     if args.action == "remove":
         if not seeds.remove_seed(serial, environ):
@@ -62,6 +63,24 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     totp = seeds.parse_seed(secret_text, f"the keyring seed for {serial}")
     out.write(f"{totp.now()}\n")
     return 0
+
+
+def _one_factor_note(profile: str, environ: Mapping[str, str]) -> None:
+    """The seed next to the long-term keys in one keyring: that is one factor, say so."""
+    from mfa_session.config import AwsFiles
+    from mfa_session.errors import MfaSessionError
+    from mfa_session.keystore import Keystore
+
+    try:
+        files = AwsFiles(environ, Keystore(environ, may_open=False))
+        keys = files.plan(profile).mfa.keys
+    except MfaSessionError:
+        return
+    if keys.in_keyring:
+        sys.stdout.write(
+            "note: this profile's long-term keys are in the same keyring: whoever unlocks it "
+            "holds both factors (see docs/security.md#one-factor-in-disguise)\n"
+        )
 
 
 def _mfa_serial_of(profile: str, environ: Mapping[str, str]) -> str:
