@@ -402,6 +402,17 @@ class AwsFiles:
         return self.profile(name)
 
 
+def delegate_of(profile: Profile) -> str | None:
+    """The profile another takes its keys from: its source_profile, or the --profile of a
+    credential_process that runs mfa-session."""
+    if profile.source_profile:
+        return profile.source_profile
+    command = profile.credential_process
+    if command and is_own_command(command):
+        return _own_command_target(command).get("--profile")
+    return None
+
+
 def _cycle_error(chain: list[str], through_helper: bool) -> ConfigError:
     loop = " -> ".join(chain)
     if through_helper:

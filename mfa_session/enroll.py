@@ -19,7 +19,7 @@ from typing import NoReturn
 from mfa_session import os_keyring, seeds
 from mfa_session.cache import AcceptedCode, SessionCache, code_digest
 from mfa_session.codes import Terminal
-from mfa_session.config import AwsFiles, MfaProfile, Profile, StaticKeys
+from mfa_session.config import AwsFiles, MfaProfile, Profile, StaticKeys, delegate_of
 from mfa_session.config_edit import ConfigEdit, section_name
 from mfa_session.debug import debug
 from mfa_session.errors import (
@@ -389,17 +389,17 @@ def _raise_with(cause: BaseException, summary: str) -> NoReturn:
 
 
 def _own_keys(profile: Profile, files: AwsFiles) -> StaticKeys:
-    keys = profile.static_keys()
-    if keys is None:
-        source = profile.source_profile
+    if not profile.has_own_keys():
+        owner = delegate_of(profile)
         raise ConfigError(
             f"profile {profile.name!r} has no long-term access keys: enroll works on the "
             "profile that holds the IAM user's keys",
-            hint=f"run 'mfa-session enroll --profile {source}'"
-            if source
+            hint=f"run 'mfa-session enroll --profile {owner}'"
+            if owner
             else f"add aws_access_key_id/aws_secret_access_key under [{profile.name}] in "
-            f"{files.credentials_path}",
+            f"{files.credentials_path}, or 'mfa-session keys add --profile {profile.name}'",
         )
+    keys = files.keys_of(profile)
     if profile.get("aws_session_token"):
         raise ConfigError(
             f"profile {profile.name!r} holds temporary credentials (aws_session_token)",

@@ -100,10 +100,38 @@ def get_session(
     record = PlanRecord(builder.keys[-1], builder.durations[-1], signature)
     if request.mfa_serial is None:  # enroll's device is not in the files yet
         save(cache.folder, _plan_request(files, request), files.inputs, record)
-    for alias in sorted({request.profile, caller_profile or ""} - {"", plan.mfa.name}):
+    aliases = {request.profile, caller_profile or ""} - {"", plan.mfa.name}
+    for alias in sorted(aliases):
         if alias == request.profile or _record_of(files, alias, cache).signature == signature:
             cache.note_alias(alias, builder.keys[-1], credentials)
+    if builder.made_new:
+        _note_every_alias(environ, cache, signature, builder.keys[-1], credentials, aliases)
     return Session(request.profile, region, credentials)
+
+
+def _note_every_alias(
+    environ: Mapping[str, str],
+    cache: SessionCache,
+    signature: str,
+    key: SessionKey,
+    credentials: Credentials,
+    done: set[str],
+) -> None:
+    """A new session: every profile that leads to it gets an alias, so the prompt finds
+    it after `export AWS_PROFILE=dev` before dev's first call. Records only: no keyring."""
+    from mfa_session.keystore import Keystore
+
+    files = AwsFiles(environ, Keystore(environ, cache.folder, may_open=False))
+    for name in files.names():
+        if name in done or name == key.profile:
+            continue
+        try:
+            plan = files.plan(name)
+            hops = _hops(plan, SessionRequest(name))
+        except ConfigError:
+            continue
+        if signature_of(plan.mfa.name, [hop.role_arn for hop in hops]) == signature:
+            cache.note_alias(name, key, credentials)
 
 
 def _plan_request(files: AwsFiles, request: SessionRequest) -> PlanRequest:
@@ -216,6 +244,7 @@ class _Builder:
         self.plan, self.hops, self.request = plan, hops, request
         self.environ, self.cache = environ, cache
         self.keys, self.durations, self.direct = _levels(plan, hops, request)
+        self.made_new = False  # whether the last level was made now, not read from the cache
         self._sts: Sts | None = None
 
     def credentials(self, level: int) -> Credentials:
@@ -239,6 +268,7 @@ class _Builder:
                 return cached
             fresh = self._make(level, via, lock)
             self._store(key, fresh)
+        self.made_new = level == len(self.hops)
         return fresh
 
     def _store(self, key: SessionKey, credentials: Credentials) -> None:

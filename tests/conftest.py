@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -202,6 +203,34 @@ def clean_environment(home: Path) -> dict[str, str]:
         PYTHONDONTWRITEBYTECODE="1",
     )
     return env
+
+
+# What the tests drive for real; .ci/run installs them. A missing one is an error, not a
+# skip: skipped shell or keyring tests must never look like a green run.
+REQUIRED_TOOLS = {
+    "zsh": "zsh",
+    "fish": "fish",
+    "node": "nodejs",
+    "npm": "npm",
+    "gpg": "gnupg",
+    "pass": "pass",
+    "gnome-keyring-daemon": "gnome-keyring",
+    "dbus-daemon": "dbus",
+    "mount": "mount",
+}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    missing = sorted(
+        {package for tool, package in REQUIRED_TOOLS.items() if shutil.which(tool) is None}
+    )
+    problems = []
+    if missing:
+        problems.append(f"missing: {' '.join(missing)} (apt-get install them; .ci/run does)")
+    if os.geteuid() != 0:
+        problems.append("the disk-fault tests mount a small tmpfs: run them as root (CI does)")
+    if problems:
+        pytest.exit("make test cannot run every test here:\n  " + "\n  ".join(problems), 3)
 
 
 @pytest.fixture

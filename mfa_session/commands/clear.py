@@ -47,11 +47,11 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
         current = current_keys(AwsFiles(environ, Keystore(environ, cache.folder, may_open=False)))
         doomed = [entry.key for entry in cache.entries() if is_stale(entry.key, current)]
-        what = "stale "
+        what, whose = "stale ", ""
     elif args.all:
         cache.folder.remove_temporaries(everything=True)  # a killed writer's, with secrets
         doomed = [entry.key for entry in cache.entries()]
-        what = ""
+        what, whose = "", ""
     else:
         profile = args.profile or default_profile(environ)
         # `clear --profile dev` means the sessions dev uses: those of its keys profile.
@@ -59,9 +59,9 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             keystore = Keystore(environ, cache.folder, may_open=False)
             profile = AwsFiles(environ, keystore).plan(profile).mfa.name
         doomed = [entry.key for entry in cache.entries() if entry.key.profile == profile]
-        what = f"of profile {profile!r} "
+        what, whose = "", f" of profile {profile!r}"
     for key in doomed:
         cache.remove(key)
     count = len(doomed)
-    sys.stdout.write(f"cleared {count} {what}session{'s' if count != 1 else ''}\n")
+    sys.stdout.write(f"cleared {count} {what}session{'s' if count != 1 else ''}{whose}\n")
     return 0

@@ -57,9 +57,16 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         raise UsageError("--port, --listen and --allow-non-loopback go with --server")
     session = get_session(session_request(args, profile), environ)
     child_environment = execute.command_environment(environ, session)
+    if not command:
+        command = execute.default_command(environ)
+        ends = session.credentials.expiration_iso
+        sys.stderr.write(
+            f"mfa-session: starting {command[0]} with the session of profile {profile} "
+            f"(until {ends}); type 'exit' to leave it\n"
+        )
     sys.stdout.flush()
     sys.stderr.flush()
-    return execute.run(command or execute.default_command(environ), child_environment)
+    return execute.run(command, child_environment)
 
 
 def _run_beside_a_server(

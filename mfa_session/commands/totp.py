@@ -62,6 +62,17 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         )
     totp = seeds.parse_seed(secret_text, f"the keyring seed for {serial}")
     out.write(f"{totp.now()}\n")
+    out.flush()
+    from mfa_session.codes import Terminal
+    from mfa_session.totp import STEP_SECONDS
+
+    terminal = Terminal.open()  # the bare code on stdout; how long it lasts, to the person
+    if terminal is not None:
+        import time
+
+        left = STEP_SECONDS - int(time.time()) % STEP_SECONDS
+        terminal.say(f"valid for {left} more second{'s' if left != 1 else ''}")
+        terminal.close()
     return 0
 
 

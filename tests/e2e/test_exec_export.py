@@ -158,7 +158,7 @@ def test_exec_profile_failure_is_one_line(aws: AwsHome) -> None:
 @pytest.mark.parametrize("shell", ["bash", "zsh"])
 def test_export_sh_evaluated_by_a_posix_shell(logged_in: AwsHome, shell: str) -> None:
     if shutil.which(shell) is None:
-        pytest.skip(f"{shell} is not installed")
+        pytest.fail(f"{shell} is not installed (.ci/run installs it)")
     script = (
         f'export AWS_PROFILE=stale; eval "$({MFA_SESSION} export --profile alice)"; '
         f"{AWS_CLI} sts get-caller-identity --query Arn --output text; "
@@ -171,7 +171,7 @@ def test_export_sh_evaluated_by_a_posix_shell(logged_in: AwsHome, shell: str) ->
 
 def test_export_fish_sourced_by_fish(logged_in: AwsHome) -> None:
     if shutil.which("fish") is None:
-        pytest.skip("fish is not installed")
+        pytest.fail("fish is not installed (.ci/run installs it)")
     script = (
         f"set -gx AWS_PROFILE stale; {MFA_SESSION} export --format fish --profile alice "
         f"| source; {AWS_CLI} sts get-caller-identity --query Arn --output text; "

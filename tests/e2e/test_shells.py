@@ -36,7 +36,7 @@ def shell_argv(shell: str) -> list[str]:
     """The shell with an absolute path (PATH may hold only traps) and no user config."""
     executable = shutil.which(shell)
     if executable is None:
-        pytest.skip(f"{shell} is not installed (CI installs it)")
+        pytest.fail(f"{shell} is not installed (.ci/run installs it)")
     flags = {"bash": ["--noprofile", "--norc"], "zsh": ["-f"], "fish": ["--no-config"]}
     return [executable, *flags[shell], "-c"]
 
