@@ -39,7 +39,7 @@ PACKAGES = {
 PASSPHRASE = "correct horse battery staple"
 KEYRING_PASS = "keyring_pass.PasswordStoreBackend"
 SECRET_SERVICE = "keyring.backends.SecretService.Keyring"
-READY_SECONDS = 10.0
+READY_SECONDS = 30.0  # a poll, not a wait: a loaded 2-core CI machine can be slow to start D-Bus
 
 
 def require(*commands: str, modules: tuple[str, ...] = ()) -> None:

@@ -316,7 +316,9 @@ def test_cache_files_are_private_and_secret_free_expiry(aws: AwsHome) -> None:
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     assert not [path for path in files if path.name.endswith(".tmp")]
-    (expiry,) = [path for path in files if path.suffix == ".expiry"]
+    (expiry,) = [
+        path for path in files if path.name.startswith("session-") and path.suffix == ".expiry"
+    ]
     epoch, profile, role = expiry.read_text().rstrip("\n").split("\t")
     assert (profile, role) == ("alice", "-")
     assert 43000 < int(epoch) - time.time() <= 43200
