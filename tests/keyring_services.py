@@ -133,7 +133,29 @@ class SecretService:
         assert self.daemon is not None
         if self.daemon.poll() is not None:
             pytest.fail(f"gnome-keyring-daemon exited with status {self.daemon.returncode}")
-        return self.locked() is False
+        # Ask for the collection only once our daemon owns the name: a call to the name
+        # before that makes D-Bus start a second, locked daemon (service activation),
+        # which a slow, loaded machine made happen.
+        return self._name_owned() and self.locked() is False
+
+    def _name_owned(self) -> bool:
+        done = subprocess.run(
+            [
+                "dbus-send",
+                "--session",
+                "--print-reply=literal",
+                "--dest=org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus.NameHasOwner",
+                "string:org.freedesktop.secrets",
+            ],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        return done.returncode == 0 and done.stdout.split()[-1:] == ["true"]
 
     def locked(self) -> bool | None:
         """Whether the login collection is locked; None while it does not exist."""
