@@ -266,7 +266,7 @@ class AwsFiles:
         self._profiles: dict[str, dict[str, str]] = {}
         self._key_files: dict[str, str] = {}  # profile -> the file its static keys are in
         for section in config.sections():
-            name = _profile_name(section)
+            name = profile_of_section(section)
             if name is not None:
                 self._profiles.setdefault(name, {}).update(config[section])
                 if config.has_option(section, "aws_access_key_id"):
@@ -480,12 +480,35 @@ def _path_from(environ: Mapping[str, str], variable: str, default: str) -> str:
     return os.path.expanduser(environ.get(variable) or default)
 
 
-def _profile_name(section: str) -> str | None:
-    if section == "default":
+def profile_of_section(section: str) -> str | None:
+    """The profile a config-file section names, by botocore's rule: `default`, or
+    `profile NAME` split as a shell would (so [profile "a b"] is a b); None for others
+    (sso-session, services)."""
+    if section.strip() == "default":
         return "default"
-    if section.startswith("profile "):
-        return section[len("profile ") :].strip()
-    return None  # sso-session, services and other sections
+    if not section.startswith("profile"):
+        return None
+    if '"' in section or "'" in section or "\\" in section:
+        import shlex  # only for quoted names: the common case stays cheap
+
+        try:
+            words = shlex.split(section)
+        except ValueError:
+            return None
+    else:
+        words = section.split()
+    return words[1] if len(words) == 2 and words[0] == "profile" else None
+
+
+def settings_of(text: str, path: str) -> dict[str, dict[str, str]]:
+    """Every section's settings, as configparser (and so botocore) reads them; for checking
+    that an edit changed only what it meant to."""
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read_string(text, source=path)
+    except configparser.Error:
+        raise ConfigError(f"cannot edit {path}: it does not parse as an AWS file") from None
+    return {section: dict(parser.items(section)) for section in parser.sections()}
 
 
 def _parse(path: str) -> tuple[configparser.RawConfigParser, str]:

@@ -9,15 +9,14 @@ endings and mode, save a backup first and replace the file atomically.
 
 from __future__ import annotations
 
-import configparser
 import io
 import re
-import shlex
 import shutil
 import time
 from pathlib import Path
 
 from mfa_session.cache import atomic_write
+from mfa_session.config import profile_of_section, settings_of
 from mfa_session.errors import ConfigError
 
 TYPE_CHECKING = False
@@ -41,7 +40,7 @@ class ConfigEdit:
         self.key = key
         self.original = _read(self.path)
         self.text_with("check")  # refuse what we cannot edit
-        self.previous = _value_in(_settings(self.original, self.path), profile, key)
+        self.previous = _value_in(settings_of(self.original, self.path), profile, key)
 
     def text_with(self, serial: str | None, text: str | None = None) -> str:
         """The whole file (``text``, or as first read) with the profile's key set to
@@ -49,7 +48,7 @@ class ConfigEdit:
         text = self.original if text is None else text
         newline = "\r\n" if "\r\n" in text else "\n"
         updater = _updater(text, self.path)
-        matching = [name for name in updater.sections() if _profile_of(name) == self.profile]
+        matching = [name for name in updater.sections() if profile_of_section(name) == self.profile]
         if len(matching) > 1:
             shown = ", ".join(f"[{name}]" for name in matching)
             raise ConfigError(
@@ -83,7 +82,7 @@ class ConfigEdit:
         result = str(updater)
         if newline == "\r\n":
             result = re.sub(r"(?<!\r)\n", "\r\n", result)
-        before, after = _settings(text, self.path), _settings(result, self.path)
+        before, after = settings_of(text, self.path), settings_of(result, self.path)
         if _value_in(after, self.profile, self.key) != serial or _without(
             after, self.profile, self.key
         ) != _without(before, self.profile, self.key):
@@ -133,30 +132,9 @@ def _updater(text: str, path: str) -> ConfigUpdater:
     return updater
 
 
-def _profile_of(section: str) -> str | None:
-    """The profile a section header names, by botocore's rule ([profile  "a"] is a)."""
-    if section.strip() == "default":
-        return "default"
-    try:
-        words = shlex.split(section)
-    except ValueError:
-        return None
-    return words[1] if len(words) == 2 and words[0] == "profile" else None
-
-
-def _settings(text: str, path: str) -> dict[str, dict[str, str]]:
-    """Every section's settings, as configparser (and so botocore) reads them."""
-    parser = configparser.RawConfigParser()
-    try:
-        parser.read_string(text, source=path)
-    except configparser.Error:
-        raise ConfigError(f"cannot edit {path}: it does not parse as an AWS config file") from None
-    return {section: dict(parser.items(section)) for section in parser.sections()}
-
-
 def _value_in(settings: dict[str, dict[str, str]], profile: str, key: str) -> str | None:
     for section, values in settings.items():
-        if _profile_of(section) == profile:
+        if profile_of_section(section) == profile:
             value = values.get(key)
             return value.strip() if value else None
     return None
@@ -170,7 +148,7 @@ def _without(
         section: {
             name: value
             for name, value in values.items()
-            if not (name == key and _profile_of(section) == profile)
+            if not (name == key and profile_of_section(section) == profile)
         }
         for section, values in settings.items()
     }

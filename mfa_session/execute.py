@@ -7,7 +7,7 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import FrameType
 
 from mfa_session import environment
@@ -66,19 +66,24 @@ def run(argv: Sequence[str], child_environment: dict[str, str]) -> int:
 
     restore_core_limit()
     if os.name == "nt":  # no exec on Windows: run and pass the status on
-        try:
+        with _launching(argv[0]):
             return subprocess.run(list(argv), env=child_environment, check=False).returncode
-        except FileNotFoundError:
-            raise CommandNotRunnable(f"command not found: {argv[0]}", 127) from None
-    try:
+    with _launching(argv[0]):
         os.execvpe(argv[0], list(argv), child_environment)  # noqa: S606 - the user's command
-    except FileNotFoundError:
-        raise CommandNotRunnable(f"command not found: {argv[0]}", 127) from None
-    except PermissionError:
-        raise CommandNotRunnable(f"permission denied: {argv[0]}", 126) from None
-    except OSError as exc:
-        raise CommandNotRunnable(f"cannot run {argv[0]}: {exc.strerror}", 126) from None
     raise AssertionError("unreachable: execvpe returned")  # pragma: no cover
+
+
+@contextlib.contextmanager
+def _launching(program: str) -> Iterator[None]:
+    """A command that cannot start fails as a shell says it: 127 missing, 126 not runnable."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise CommandNotRunnable(f"command not found: {program}", 127) from None
+    except PermissionError:
+        raise CommandNotRunnable(f"permission denied: {program}", 126) from None
+    except OSError as exc:
+        raise CommandNotRunnable(f"cannot run {program}: {exc.strerror}", 126) from None
 
 
 # Signals passed on to the child of `exec --server`. SIGINT and SIGQUIT come from the
@@ -104,14 +109,8 @@ def supervise(argv: Sequence[str], child_environment: dict[str, str]) -> int:
 
     previous = {signum: signal.signal(signum, forward) for signum in signals}
     try:
-        try:
+        with _launching(argv[0]):
             child = subprocess.Popen(list(argv), env=child_environment)
-        except FileNotFoundError:
-            raise CommandNotRunnable(f"command not found: {argv[0]}", 127) from None
-        except PermissionError:
-            raise CommandNotRunnable(f"permission denied: {argv[0]}", 126) from None
-        except OSError as exc:
-            raise CommandNotRunnable(f"cannot run {argv[0]}: {exc.strerror}", 126) from None
         for signum in early:  # the terminal cannot have sent these to a child not yet born
             with contextlib.suppress(ProcessLookupError):
                 child.send_signal(signum)

@@ -9,11 +9,11 @@ mode; no backup is written, since a backup would keep the very secret being move
 
 from __future__ import annotations
 
-import configparser
 import re
 from pathlib import Path
 
 from mfa_session.cache import atomic_write
+from mfa_session.config import profile_of_section, settings_of
 from mfa_session.errors import ConfigError
 
 KEY_OPTIONS = ("aws_access_key_id", "aws_secret_access_key")
@@ -31,13 +31,8 @@ def read_text(path: str) -> str:
 
 
 def _section_profile(header: str, config_style: bool) -> str | None:
-    if not config_style:
-        return header
-    if header.strip() == "default":
-        return "default"
-    if header.startswith("profile "):
-        return header[len("profile ") :].strip()
-    return None
+    """The credentials file names profiles as they are; the config file as botocore reads it."""
+    return profile_of_section(header) if config_style else header
 
 
 def _blocks(lines: list[str], profile: str, config_style: bool) -> list[tuple[int, int]]:
@@ -125,7 +120,7 @@ def _check(
         others: dict[str, dict[str, str]] = {}
         own: dict[str, str] = {}
         keys: tuple[str | None, ...] = (None, None)
-        for section, values in _settings(text, path).items():
+        for section, values in settings_of(text, path).items():
             if _section_profile(section, config_style) == profile:
                 own = dict(values)
                 keys = tuple(own.pop(option, None) for option in KEY_OPTIONS)
@@ -138,15 +133,6 @@ def _check(
     expected = new_values if new_values is not None else (None, None)
     if (old_others, old_own, expected) != (new_others, new_own, new_keys):
         raise ConfigError(f"could not edit the keys in {path} safely; nothing changed")
-
-
-def _settings(text: str, path: str) -> dict[str, dict[str, str]]:
-    parser = configparser.RawConfigParser()
-    try:
-        parser.read_string(text, source=path)
-    except configparser.Error:
-        raise ConfigError(f"cannot edit {path}: it does not parse as an AWS file") from None
-    return {section: dict(parser.items(section)) for section in parser.sections()}
 
 
 def write(path: str, text: str) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pexpect
 import pyotp
 import pytest
 
@@ -102,6 +103,18 @@ class AwsHome:
             check=False,
         )
         return Result(completed.returncode, completed.stdout, completed.stderr)
+
+    def spawn(self, *args: str, timeout: float = 30) -> pexpect.spawn:
+        """mfa-session on a pseudo-terminal of its own: its controlling terminal, as when a
+        person runs it (or a tool runs it from their shell)."""
+        return pexpect.spawn(
+            MFA_SESSION,
+            list(args),
+            env=self.env,
+            cwd=str(self.root),
+            encoding="utf-8",
+            timeout=timeout,
+        )
 
     def store_seed(self, seed: str | None = None, serial: str | None = None) -> None:
         """Put a seed in the file keyring the way `totp set` would."""

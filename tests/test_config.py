@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mfa_session.config import AwsFiles, is_own_command, parse_duration
+from mfa_session.config import AwsFiles, is_own_command, parse_duration, profile_of_section
 from mfa_session.errors import ConfigError
 
 
@@ -130,3 +130,28 @@ def test_duration_bounds(raw: str) -> None:
 def test_duration_accepts_the_bounds() -> None:
     assert parse_duration("900", "x") == 900
     assert parse_duration(129600, "x") == 129600
+
+
+@pytest.mark.parametrize(
+    ("section", "profile"),
+    [
+        ("default", "default"),
+        ("profile alice", "alice"),
+        ("profile   alice  ", "alice"),
+        ('profile "alice smith"', "alice smith"),
+        ("profile 'x'", "x"),
+        ("profile a b", None),
+        ("profiles alice", None),
+        ("sso-session corp", None),
+        ('profile "unclosed', None),
+    ],
+)
+def test_sections_name_profiles_as_botocore_reads_them(section: str, profile: str | None) -> None:
+    assert profile_of_section(section) == profile
+
+
+def test_a_quoted_profile_name_is_found(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.write_text('[profile "alice smith"]\nmfa_serial = arn:aws:iam::1:mfa/a\n')
+    files = AwsFiles({"AWS_CONFIG_FILE": str(config), "HOME": str(tmp_path)})
+    assert "alice smith" in files.names()

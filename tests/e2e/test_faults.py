@@ -203,14 +203,7 @@ def test_fifty_cold_starts_make_one_call(aws: AwsHome) -> None:
 
 
 def test_a_waiter_takes_over_when_the_holder_dies(aws: AwsHome) -> None:
-    holder = pexpect.spawn(
-        MFA_SESSION,
-        ["credential-process", "--profile", "alice"],
-        env=aws.env,
-        cwd=str(aws.root),
-        encoding="utf-8",
-        timeout=30,
-    )
+    holder = aws.spawn("credential-process", "--profile", "alice", timeout=30)
     holder.expect_exact(f"MFA code for {aws.device.serial}")
     waiter = subprocess.Popen(
         [MFA_SESSION, "credential-process", "--profile", "alice", "--token-code", aws.code()],
@@ -249,14 +242,7 @@ def test_a_hanging_keyring_is_bounded_and_named(aws: AwsHome) -> None:
         result, "the keyring did not answer within 2 s", "MFA_SESSION_KEYRING_TIMEOUT"
     )
     # With a terminal, the person is told and asked for the code instead.
-    child = pexpect.spawn(
-        MFA_SESSION,
-        ["credential-process", "--profile", "alice"],
-        env=aws.env,
-        cwd=str(aws.root),
-        encoding="utf-8",
-        timeout=20,
-    )
+    child = aws.spawn("credential-process", "--profile", "alice", timeout=20)
     child.expect_exact(
         "the keyring did not answer within 2 s (is it locked?); asking for the code instead"
     )
@@ -315,14 +301,7 @@ def test_an_mfa_process_may_ask_on_the_terminal(aws: AwsHome) -> None:
         f"[profile alice]\nmfa_serial = {aws.device.serial}\nregion = eu-west-1\n"
         "mfa_process = printf 'token code? ' > /dev/tty; read code < /dev/tty; echo $code\n"
     )
-    child = pexpect.spawn(
-        MFA_SESSION,
-        ["credential-process", "--profile", "alice"],
-        env=aws.env,
-        cwd=str(aws.root),
-        encoding="utf-8",
-        timeout=20,
-    )
+    child = aws.spawn("credential-process", "--profile", "alice", timeout=20)
     child.expect_exact("token code? ")
     child.sendline(aws.code())
     child.expect_exact('"Version": 1')

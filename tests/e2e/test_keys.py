@@ -257,14 +257,7 @@ def test_remove_asks_on_a_terminal_and_needs_yes_without_one(keyring: AwsHome) -
     assert aws.run("keys", "import", "--profile", "alice").returncode == 0
     result = aws.run("keys", "remove", "--profile", "alice")
     assert result.returncode == 2 and "--yes" in result.stderr
-    child = pexpect.spawn(
-        MFA_SESSION,
-        ["keys", "remove", "--profile", "alice"],
-        env=aws.env,
-        cwd=str(aws.root),
-        encoding="utf-8",
-        timeout=30,
-    )
+    child = aws.spawn("keys", "remove", "--profile", "alice", timeout=30)
     child.expect_exact(f"remove access key {aws.user.access_key_id} of profile alice")
     child.sendline("n")
     child.expect(pexpect.EOF)

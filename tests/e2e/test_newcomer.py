@@ -132,14 +132,7 @@ def test_the_countdown_updates_in_place_on_a_terminal(aws: AwsHome) -> None:
     left = 30 - time.time() % 30
     if left < 4:  # too little of the step left to see the countdown twice: the code
         time.sleep(left + 0.1)  # stays spent for two more steps, so wait for the next
-    child = pexpect.spawn(
-        MFA_SESSION,
-        ["credential-process", "--profile", "alice"],
-        env=aws.env,
-        cwd=str(aws.root),
-        encoding="utf-8",
-        timeout=40,
-    )
+    child = aws.spawn("credential-process", "--profile", "alice", timeout=40)
     child.expect(
         r"\r\x1b\[2Kmfa-session: mfa_process gave the code used last time; "
         r"the next code comes in +(\d+) s"
