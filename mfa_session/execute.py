@@ -109,7 +109,9 @@ def supervise(argv: Sequence[str], child_environment: dict[str, str]) -> int:
 
     previous = {signum: signal.signal(signum, forward) for signum in signals}
     try:
-        with _launching(argv[0]):
+        from mfa_session.hardening import user_core_limit_for_children
+
+        with _launching(argv[0]), user_core_limit_for_children():
             child = subprocess.Popen(list(argv), env=child_environment)
         for signum in early:  # the terminal cannot have sent these to a child not yet born
             with contextlib.suppress(ProcessLookupError):

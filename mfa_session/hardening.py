@@ -13,6 +13,7 @@ import sys
 
 _PR_SET_DUMPABLE = 4
 _saved_core_limit: tuple[int, int] | None = None
+_dumpable_off = False
 
 
 def no_core_dumps() -> None:
@@ -29,13 +30,14 @@ def no_core_dumps() -> None:
 
 
 def undumpable() -> None:
+    global _dumpable_off
     no_core_dumps()
     if sys.platform.startswith("linux"):
         import ctypes
 
         try:
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+            _dumpable_off = libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
         except (OSError, AttributeError):  # no libc prctl (e.g. a static build)
             pass
 
@@ -46,3 +48,19 @@ def restore_core_limit() -> None:
         import resource
 
         resource.setrlimit(resource.RLIMIT_CORE, _saved_core_limit)
+
+
+class user_core_limit_for_children:
+    """``with user_core_limit_for_children():`` around starting a child that outlives the
+    moment (exec --server's command): the child gets the user's core limit. On Linux this
+    process stays undumpable all the while; elsewhere the child keeps ours (0) rather
+    than expose this one. A class, not contextlib: this module is on the cache-hit path."""
+
+    def __enter__(self) -> None:
+        self.lifted = _dumpable_off and _saved_core_limit is not None
+        if self.lifted:
+            restore_core_limit()
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.lifted:
+            no_core_dumps()

@@ -532,3 +532,30 @@ def test_a_bad_role_arn_names_the_option(aws: AwsHome) -> None:
     )
     assert_clean_error(result, "AWS denied assuming role", "check --role-arn and --external-id")
     assert_no_secrets(aws, result.stderr)
+
+
+def test_commands_get_the_users_core_limit_back(aws: AwsHome) -> None:
+    """mfa-session itself dumps no core; the command it runs is the user's business."""
+    script = "import resource; print(resource.getrlimit(resource.RLIMIT_CORE)[0])"
+    limited = ["sh", "-c", 'ulimit -c 12345; exec "$@"', "sh"]
+    control = aws.run_command([*limited, sys.executable, "-c", script])
+    assert control.returncode == 0 and int(control.stdout) > 0
+    for server in ((), ("--server",)):
+        done = aws.run_command(
+            [
+                *limited,
+                MFA_SESSION,
+                "exec",
+                *server,
+                "--profile",
+                "alice",
+                "--token-code",
+                aws.code(len(aws.gst_calls())),
+                "--",
+                sys.executable,
+                "-c",
+                script,
+            ]
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == control.stdout, server
