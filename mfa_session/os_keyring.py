@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -52,15 +53,24 @@ class Answer:
         self.backend, self.results = backend, results
 
 
-# What this process already read or wrote, so that one miss opens the keyring once
-# (prefetch reads the keys and the seed together): one unlock request at most.
-_known: dict[str, str | None] = {}
+# What this process read or wrote lately, so that one miss opens the keyring once
+# (prefetch reads the keys and the seed together): one unlock request at most. Kept a
+# minute only: a long-running server must see keys rotated meanwhile.
+_REMEMBER_SECONDS = 60.0
+_known: dict[str, tuple[float, str | None]] = {}
 _known_backend = ""
 
 
+def _recall(user: str) -> tuple[bool, str | None]:
+    entry = _known.get(user)
+    if entry is None or time.monotonic() - entry[0] > _REMEMBER_SECONDS:
+        return False, None
+    return True, entry[1]
+
+
 def prefetch(users: Sequence[str], environ: Mapping[str, str] | None = None) -> None:
-    """Read these entries in one call; later gets of them answer from memory."""
-    missing = [user for user in users if user not in _known]
+    """Read these entries in one call; gets of them in the next minute answer from memory."""
+    missing = [user for user in users if not _recall(user)[0]]
     if missing:
         call([(GET, user, None) for user in missing], environ)
 
@@ -73,8 +83,9 @@ def call(
     """Run (operation, user, value) triples under service mfa-session, in order: get
     answers the value or None, set answers None, delete answers whether it existed."""
     global _known_backend
-    if operations and all(op == GET and user in _known for op, user, _ in operations):
-        return Answer(_known_backend, [_known[user] for _, user, _ in operations])
+    recalled = [_recall(user) for _, user, _ in operations]
+    if operations and all(op == GET for op, _, _ in operations) and all(k for k, _ in recalled):
+        return Answer(_known_backend, [value for _, value in recalled])
     environ = os.environ if environ is None else environ
     timeout = environment.seconds(environ, environment.KEYRING_TIMEOUT, DEFAULT_TIMEOUT)
     request = json.dumps({"operations": [list(operation) for operation in operations]})
@@ -128,11 +139,12 @@ def call(
     if not isinstance(results, list) or len(results) != len(operations):
         raise KeyringFailed("the keyring worker sent an answer that could not be read")
     _known_backend = backend
+    now = time.monotonic()
     for (operation, user, value), result in zip(operations, results, strict=True):
         if operation == GET:
-            _known[user] = result if isinstance(result, str) else None
+            _known[user] = (now, result if isinstance(result, str) else None)
         else:
-            _known[user] = value if operation == SET else None
+            _known[user] = (now, value if operation == SET else None)
     return Answer(backend, results)
 
 
