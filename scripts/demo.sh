@@ -65,6 +65,13 @@ time aws sts get-caller-identity --profile dev --query Arn --output text
 say "boto3 with the same profile"
 python -c 'import boto3; print(boto3.Session(profile_name="dev").client("sts").get_caller_identity()["Arn"])'
 
+say "keys import: alice's long-term keys leave plaintext for the keyring"
+mfa-session keys import --profile alice
+echo "~/.aws/credentials now:"; cat "$HOME/.aws/credentials"; echo "(end of file)"
+
+say "3rd AWS CLI call: still served from the cache; the keyring is not even opened"
+aws sts get-caller-identity --profile dev --query Arn --output text
+
 say "mfa-session status"
 mfa-session status
 
