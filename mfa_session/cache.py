@@ -183,6 +183,13 @@ class CacheFolder:
     def file_path(self, name: str) -> str:
         return os.path.join(self.path, name)
 
+    def bound_path(self, name: str) -> str:
+        """A path for libraries that take paths (filelock) that still means this folder if
+        it is swapped after the check: through the descriptor, where /proc shows it."""
+        if self._fd is not None and os.path.isdir(f"/proc/self/fd/{self._fd}"):
+            return f"/proc/self/fd/{self._fd}/{name}"
+        return self.file_path(name)
+
     def read(self, name: str) -> bytes | None:
         """A file of ours in the folder, or None when missing, foreign, a link or unreadable."""
         path, folder = self._at(name)

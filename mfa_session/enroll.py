@@ -39,6 +39,7 @@ from mfa_session.iam import (
     NewDevice,
 )
 from mfa_session.interrupts import signals_ignored, signals_interrupt
+from mfa_session.sts import time_budget
 from mfa_session.totp import SIX_DIGITS, STEP_SECONDS
 
 TYPED_TRIES = 3
@@ -130,7 +131,7 @@ class _Enrollment:
                 hint="enroll needs the long-term access keys of the IAM user",
             )
         user_name = arn.rsplit("/", 1)[-1]
-        iam = Iam(mfa)
+        iam = Iam(mfa, budget=time_budget(self.environ))
         active = iam.mfa_devices(user_name)
         if len(active) >= MAX_MFA_DEVICES:
             raise IamError(
@@ -201,7 +202,7 @@ class _Enrollment:
             )
         self.say(f"an MFA device is already active ({serial}): getting an MFA session with it")
         session = get_session(SessionRequest(self.profile.name, mfa_serial=serial), self.environ)
-        return Iam(mfa, via=session.credentials)
+        return Iam(mfa, via=session.credentials, budget=time_budget(self.environ))
 
     def _enable(self, iam: Iam, user_name: str, account: str, device: NewDevice) -> AcceptedCode:
         totp = seeds.parse_seed(device.seed, "the new device's seed")

@@ -34,7 +34,7 @@ def seconds(environ: Mapping[str, str], name: str, default: float, most: float =
         value = float(raw)
     except ValueError:
         value = 0.0
-    if not 0.5 <= value <= most:
+    if not 1 <= value <= most:
         from mfa_session.errors import ConfigError
 
         raise ConfigError(f"{name} must be a number of seconds from 1 to {most:.0f}")

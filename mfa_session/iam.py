@@ -12,7 +12,13 @@ from mfa_session.config import MfaProfile
 from mfa_session.credentials import Credentials
 from mfa_session.debug import debug
 from mfa_session.errors import IamError, sensitive
-from mfa_session.sts import clean_message, new_client, transport_error
+from mfa_session.sts import (
+    DEFAULT_TIMEOUT,
+    clean_message,
+    new_client,
+    replace_key_hint,
+    transport_error,
+)
 
 if TYPE_CHECKING:
     BaseClient = Any
@@ -72,11 +78,13 @@ class NewDevice:
 class Iam:
     """IAM for one user, signed with its keys or (``via``) a session of them."""
 
-    def __init__(self, mfa: MfaProfile, via: Credentials | None = None) -> None:
+    def __init__(
+        self, mfa: MfaProfile, via: Credentials | None = None, budget: float = DEFAULT_TIMEOUT
+    ) -> None:
         # One attempt per call: a retried create or enable that had in fact succeeded
         # would fail as "already exists" and hide what happened.
-        self._client: BaseClient = new_client(mfa, via, "iam", attempts=1)
-        self._profile = mfa.name
+        self._client: BaseClient = new_client(mfa, via, "iam", attempts=1, budget=budget)
+        self._mfa = mfa
 
     def mfa_devices(self, user_name: str) -> list[str]:
         """Serials of the user's enabled MFA devices."""
@@ -153,13 +161,14 @@ class Iam:
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         if status >= 500:
             return IamUnavailable(f"IAM failed in {action} ({code}, HTTP {status})")
-        return client_error(code, message, action, arguments, self._profile)
+        return client_error(code, message, action, arguments, self._mfa)
 
 
 def client_error(
-    code: str, message: str, action: str, arguments: dict[str, Any], profile: str
+    code: str, message: str, action: str, arguments: dict[str, Any], mfa: MfaProfile
 ) -> IamError:
-    """One clear error per way IAM says no to an enrollment step."""
+    """One clear error per way IAM says no to an enrollment or key step."""
+    profile = mfa.name
     serial = str(arguments.get("SerialNumber", ""))
     if code == "EntityAlreadyExists" and action == "iam:CreateVirtualMFADevice":
         name = arguments.get("VirtualMFADeviceName")
@@ -205,7 +214,7 @@ def client_error(
         return IamError(
             f"AWS does not accept the access key of profile {profile!r}: it is deleted, "
             "inactive or mistyped",
-            hint="create a new access key in IAM and put it in the credentials file",
+            hint=replace_key_hint(mfa),
         )
     if code == "NoSuchEntity":
         what = serial or arguments.get("AccessKeyId") or "that entity"

@@ -55,7 +55,7 @@ def rotate(
     store = _storer(files, mfa, environ)
     store(None)  # can the new key be put there? Checked before anything is created.
     session = get_session(SessionRequest(mfa.name), environ).credentials
-    iam = Iam(mfa, via=session)
+    iam = Iam(mfa, via=session, budget=time_budget(environ))
     keys = iam.access_keys()
     others = [key.access_key_id for key in keys if key.access_key_id != old]
     if others:

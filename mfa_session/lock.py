@@ -81,7 +81,7 @@ class DeviceLock:
             return self
         import filelock  # miss path only
 
-        lock = filelock.FileLock(self.folder.file_path(lock_name), mode=0o600)
+        lock = filelock.FileLock(self.folder.bound_path(lock_name), mode=0o600)
         started = time.time()
         told = ""
         while True:

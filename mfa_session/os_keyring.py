@@ -116,13 +116,18 @@ def call(
     except BaseException:
         _end_session(worker)
         raise
+    if errors:  # pass and gpg say why here; never in an error line, which an SDK may log
+        from mfa_session.debug import debug
+
+        debug(
+            "keyring worker: %s", redact(" ".join(errors.decode(errors="replace").split()))[-300:]
+        )
     try:
         answer: dict[str, Any] = json.loads(output)
     except ValueError:
-        detail = redact(" ".join(errors.decode(errors="replace").split()[-30:]))[:200]
         raise KeyringFailed(
-            f"the keyring worker failed (exit status {worker.returncode})"
-            + (f": {detail}" if detail else "")
+            f"the keyring worker failed (exit status {worker.returncode})",
+            hint="run the command again with --debug to see what the backend said",
         ) from None
     backend = str(answer.get("backend", "?"))
     failure = answer.get("error")

@@ -326,7 +326,7 @@ def _client_error(
         return StsError(
             f"AWS does not accept access key {mfa.keys.access_key_id} of profile {profile!r}: "
             "it is deleted, inactive or mistyped",
-            hint="create a new access key in IAM and put it in the credentials file",
+            hint=replace_key_hint(mfa),
         )
     if code == "SignatureDoesNotMatch":
         if "expired" in message.lower() or "not yet current" in message.lower():
@@ -358,6 +358,18 @@ def _client_error(
             hint="try again in a minute; see health.aws.amazon.com",
         )
     return StsError(f"STS error {code}: {message}")
+
+
+def replace_key_hint(mfa: MfaProfile) -> str:
+    """How to put a working key where this profile's keys live."""
+    if mfa.keys.in_keyring:
+        return (
+            f"create a new access key in IAM and store it: 'mfa-session keys remove --profile "
+            f"{mfa.name} --yes' then 'mfa-session keys add --profile {mfa.name}'"
+        )
+    return (
+        f"create a new access key in IAM and put it in {mfa.keys.where or 'the credentials file'}"
+    )
 
 
 def _role_error(code: str, message: str, hop: RoleHop) -> StsError | None:

@@ -28,7 +28,7 @@ def add_profile_option(
     parser.add_argument("--profile", help=text)
 
 
-def add_session_options(parser: argparse.ArgumentParser) -> None:
+def add_session_options(parser: argparse.ArgumentParser, min_remaining_default: int = 900) -> None:
     parser.add_argument(
         "--duration",
         help="seconds: of the MFA session (900-129600, default 43200), or with a role, of "
@@ -43,7 +43,8 @@ def add_session_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--min-remaining",
         type=int,
-        help="reuse a cached session only with more seconds left than this (default 900)",
+        help="reuse a cached session only with more seconds left than this (default "
+        f"{min_remaining_default})",
     )
 
 

@@ -22,7 +22,11 @@ def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     )
     doctor.add_argument("--profile", help="check this profile (default: every MFA profile)")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
-    doctor.add_argument("--offline", action="store_true", help="skip the clock check with STS")
+    doctor.add_argument(
+        "--offline",
+        action="store_true",
+        help="send nothing to AWS (keys, STS and clock checks) and do not open the keyring",
+    )
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -37,7 +41,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return 1 if failed else 0
     for finding in findings:
         out.write(f"{finding.status.upper():<5} {finding.check}: {finding.message}\n")
-        if finding.fix and finding.status != doctor.OK:
-            out.write(f"      fix: {finding.fix}\n")
+        if finding.fix:
+            label = "tip" if finding.status == doctor.OK else "fix"
+            out.write(f"      {label}: {finding.fix}\n")
     out.write("all good\n" if not failed else "some checks failed\n")
     return 1 if failed else 0

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from mfa_session.config import AwsFiles
 
 # Long-term IAM user keys: AKIA ids and 40-character secrets (ASIA ids are temporary).
-_KEY_ID = re.compile(r"AKIA[A-Z0-9]{12,124}")
+_KEY_ID = re.compile(r"AKIA[A-Z0-9]{16,124}")
 _SECRET = re.compile(r"[A-Za-z0-9/+]{40}")
 
 

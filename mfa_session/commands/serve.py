@@ -36,7 +36,9 @@ def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     )
     add_profile_option(serve)
     serve.add_argument("--format", choices=FORMATS, default="sh", help="default: sh")
-    add_session_options(serve)
+    from mfa_session.server import MIN_REMAINING
+
+    add_session_options(serve, min_remaining_default=MIN_REMAINING)
     add_server_options(serve, switch=False)
 
 

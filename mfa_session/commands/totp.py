@@ -51,7 +51,10 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return 0
     if args.action == "remove":
         if not seeds.remove_seed(serial, environ):
-            raise CodeError(f"no TOTP seed is stored for {serial}")
+            raise CodeError(
+                f"no TOTP seed is stored for {serial} (profile {profile!r})",
+                hint="nothing to remove; 'mfa-session status' shows each profile's code source",
+            )
         out.write(f"removed the TOTP seed for {serial} from the keyring\n")
         return 0
     secret_text = seeds.read_seed(serial, environ)

@@ -470,3 +470,12 @@ def test_status_and_the_hit_never_open_the_keyring(keyring: AwsHome) -> None:
     assert status.returncode == 0, status.stderr
     assert "keyring (" + aws.user.access_key_id + ")" in status.stdout
     assert time.monotonic() - started < 10
+
+
+def test_a_rejected_keyring_key_says_how_to_replace_it_there(keyring: AwsHome) -> None:
+    aws = keyring
+    assert aws.run("keys", "import", "--profile", "alice").returncode == 0
+    aws.emulator.deactivate_key(aws.user)
+    result = session(aws, code=aws.code())
+    assert_clean_error(result, "AWS does not accept access key", "keys add --profile alice")
+    assert "credentials file" not in result.stderr
