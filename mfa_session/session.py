@@ -96,7 +96,7 @@ def get_session(
     credentials = builder.credentials(len(hops))
 
     region = files.profile(request.profile).region or plan.mfa.profile.region
-    signature = signature_of(plan.mfa.name, [hop.role_arn for hop in hops])
+    signature = _signature(plan, hops)
     record = PlanRecord(builder.keys[-1], builder.durations[-1], signature)
     if request.mfa_serial is None:  # enroll's device is not in the files yet
         save(cache.folder, _plan_request(files, request), files.inputs, record)
@@ -130,8 +130,13 @@ def _note_every_alias(
             hops = _hops(plan, SessionRequest(name))
         except ConfigError:
             continue
-        if signature_of(plan.mfa.name, [hop.role_arn for hop in hops]) == signature:
+        if _signature(plan, hops) == signature:
             cache.note_alias(name, key, credentials)
+
+
+def _signature(plan: SessionPlan, hops: list[RoleHop]) -> str:
+    """What makes two profiles lead to the same session: the key profile and the roles."""
+    return signature_of(plan.mfa.name, [hop.role_arn for hop in hops])
 
 
 def _plan_request(files: AwsFiles, request: SessionRequest) -> PlanRequest:
@@ -153,9 +158,7 @@ def _record_of(files: AwsFiles, name: str, cache: SessionCache) -> PlanRecord:
         plan = files.plan(name)
         hops = _hops(plan, SessionRequest(name))
         keys, durations, _ = _levels(plan, hops, SessionRequest(name))
-        record = PlanRecord(
-            keys[-1], durations[-1], signature_of(plan.mfa.name, [hop.role_arn for hop in hops])
-        )
+        record = PlanRecord(keys[-1], durations[-1], _signature(plan, hops))
     except ConfigError:
         record = PlanRecord(None, 0, "")
     save(
