@@ -316,11 +316,6 @@ def _check_private(path: str, info: os.stat_result, descriptor: int | None) -> N
         os.fchmod(descriptor, 0o700)  # ours and not writable by others: just make it private
 
 
-def ensure_private_dir(path: str) -> None:
-    """Create the folder 0700, or refuse one that another user could tamper with."""
-    CacheFolder(path).close()
-
-
 def encode_session(key: SessionKey, credentials: Credentials) -> bytes:
     """The session file: magic, key line, expiry epoch, then the credential_process JSON
     exactly as printed, so a cache hit prints it without importing json."""
@@ -384,9 +379,6 @@ class SessionCache:
 
     def session_path(self, key: SessionKey) -> str:
         return self.folder.file_path(key.session_name())
-
-    def expiry_path(self, key: SessionKey) -> str:
-        return self.folder.file_path(key.expiry_name())
 
     def read(self, key: SessionKey) -> Credentials | None:
         """The cached session for key, or None when missing, corrupt or someone else's."""

@@ -13,13 +13,14 @@ A missing record is rebuilt from the keyring on the next call that needs the key
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 
 from mfa_session import os_keyring
 from mfa_session.cache import CacheFolder, default_cache_dir, digest
 from mfa_session.config import IN_KEYRING, StaticKeys
 from mfa_session.errors import ConfigError, sensitive
-from mfa_session.plan_records import stat_identity
+from mfa_session.plan_records import MISSING, stat_identity
 
 USER_PREFIX = "access-key:"
 WHAT = "the access keys"
@@ -94,9 +95,7 @@ class Keystore:
         if record is None and not self.may_open:
             return StaticKeys("", None, IN_KEYRING), identity  # the id is not known offline
         if record is None:
-            key_id, secret = self.read(profile)
-            record = KeyRecord(profile, key_id, backend="")
-            self.folder.try_write(keys_record_name(profile), record.encode())
+            key_id, secret = self.read(profile)  # which writes the record again
             return StaticKeys(key_id, secret, IN_KEYRING), self._record_identity(profile)
 
         def load() -> str:
@@ -112,11 +111,7 @@ class Keystore:
         return StaticKeys(record.access_key_id, None, IN_KEYRING, load), identity
 
     def _record_identity(self, profile: str) -> str:
-        from mfa_session.plan_records import MISSING
-
         path, descriptor = self.folder._at(keys_record_name(profile))
-        import os
-
         try:
             return stat_identity(os.stat(path, dir_fd=descriptor, follow_symlinks=False))
         except OSError:

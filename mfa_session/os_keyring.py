@@ -153,14 +153,6 @@ def call(
     return Answer(backend, results)
 
 
-def backend_name(environ: Mapping[str, str] | None = None) -> str:
-    """The backend the worker would use, e.g. keyring.backends.SecretService.Keyring."""
-    try:
-        return backend_name_or_fail(environ)
-    except KeyringUnavailable:
-        return "no usable backend"
-
-
 def backend_name_or_fail(environ: Mapping[str, str] | None = None) -> str:
     """The backend's name, or KeyringUnavailable / KeyringFailed saying why there is none."""
     return call([], environ).backend

@@ -19,7 +19,6 @@ from mfa_session.os_keyring import KeyringFailed, KeyringUnavailable
 from mfa_session.totp import DIGITS as AWS_DIGITS
 from mfa_session.totp import STEP_SECONDS
 
-KEYRING_SERVICE = os_keyring.SERVICE
 _MIN_SEED_BITS = 112  # pyotp's floor; AWS seeds have 320
 _BASE32 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
 
