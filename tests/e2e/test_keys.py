@@ -12,7 +12,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.conftest import MFA_SESSION, AwsHome, Result
+from tests.conftest import MFA_SESSION, AwsHome, Result, wait_for_fresh_step
 from tests.e2e.test_credential_process import assert_clean_error, assert_process_json
 from tests.sts_emulator import Device, User
 
@@ -445,6 +445,7 @@ def test_rotation_that_needs_a_fresh_code_waits_for_the_next_step(keyring: AwsHo
     """The session was made with this step's code: rotation must not reuse it."""
     aws = keyring
     aws.store_seed()
+    wait_for_fresh_step(margin=15)  # the rotation must reach its code within this step
     assert_process_json(session(aws))  # spends this step's code
     assert aws.run("clear", "--all").returncode == 0
     started = time.time()
