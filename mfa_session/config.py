@@ -265,14 +265,19 @@ class AwsFiles:
         ]
         self._profiles: dict[str, dict[str, str]] = {}
         self._key_files: dict[str, str] = {}  # profile -> the file its static keys are in
+        # Each file's own settings per profile, for what only one file's reader sees.
+        self.config_settings: dict[str, dict[str, str]] = {}
+        self.credentials_settings: dict[str, dict[str, str]] = {}
         for section in config.sections():
             name = profile_of_section(section)
             if name is not None:
+                self.config_settings.setdefault(name, {}).update(config[section])
                 self._profiles.setdefault(name, {}).update(config[section])
                 if config.has_option(section, "aws_access_key_id"):
                     self._key_files[name] = self.config_path
         # botocore lets the credentials file win for the keys it holds.
         for section in credentials.sections():
+            self.credentials_settings.setdefault(section, {}).update(credentials[section])
             self._profiles.setdefault(section, {}).update(credentials[section])
             if credentials.has_option(section, "aws_access_key_id"):
                 self._key_files[section] = self.credentials_path

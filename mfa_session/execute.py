@@ -43,12 +43,10 @@ def command_environment(environ: Mapping[str, str], session: Session) -> dict[st
 def server_environment(
     environ: Mapping[str, str], session: Session, endpoint: Mapping[str, str]
 ) -> dict[str, str]:
-    """The child of `exec --server`: the endpoint's variables and no keys that would win over
-    them; no expiry either, since the endpoint keeps renewing."""
+    """The child of `exec --server`: the endpoint's client variables and no keys that would
+    win over them; no expiry either, since the endpoint keeps renewing."""
     child = {name: value for name, value in environ.items() if name not in STALE_VARIABLES}
     child.update(endpoint)
-    if session.region:
-        child["AWS_REGION"] = child["AWS_DEFAULT_REGION"] = session.region
     child[environment.PROFILE] = session.profile
     child.pop(environment.EXPIRATION, None)
     return child

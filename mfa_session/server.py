@@ -26,7 +26,7 @@ from typing import Any
 from mfa_session import environment
 from mfa_session.credentials import Credentials, format_utc, utc_now
 from mfa_session.debug import debug
-from mfa_session.errors import MfaSessionError, UsageError
+from mfa_session.errors import MfaSessionError, UsageError, sensitive
 from mfa_session.session import SessionRequest, get_session
 
 FULL_URI = "AWS_CONTAINER_CREDENTIALS_FULL_URI"
@@ -207,7 +207,7 @@ class CredentialServer:
     ) -> None:
         self.refresher = refresher
         self.address = address or listen_address(None, False)
-        self.token = token or secrets.token_urlsafe(32)
+        self.token = sensitive(token or secrets.token_urlsafe(32))
         self.wait = wait
         self.counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()

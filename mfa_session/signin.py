@@ -10,28 +10,32 @@ whoever holds it), so they never appear in errors or debug output.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import os
 import re
 import ssl
+import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import IO, Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote_plus, urlencode, urlsplit
 
 from mfa_session import __version__, environment
 from mfa_session.config import CHAINED_ROLE_LIMIT, AwsFiles, MfaProfile
 from mfa_session.credentials import Credentials, utc_now
 from mfa_session.debug import debug
-from mfa_session.errors import ConfigError, MfaSessionError, StsError, UsageError
+from mfa_session.errors import ConfigError, MfaSessionError, StsError, UsageError, sensitive
 
 ISSUER = "mfa-session"  # shown by the console as who signed the session in
 TIMEOUT = 10.0  # seconds for the whole exchange with the federation endpoint
 MAX_ANSWER = 64 * 1024
+STANDARD_STREAMS = (0, 1, 2)  # what a browser launcher inherits from us
 MIN_CONSOLE_SESSION = 900  # AWS's SessionDuration bounds
 MAX_CONSOLE_SESSION = 43_200
 DEFAULT_FEDERATION_DURATION = 3_600
@@ -225,13 +229,14 @@ def request_signin_token(
     if not isinstance(token, str) or not re.fullmatch(r"[!-~]{1,16384}", token):
         raise _unreadable(endpoint)
     debug("got a sign-in token (%d characters)", len(token))
-    return token
+    sensitive(quote_plus(token))  # as it appears in the login URL
+    return sensitive(token)
 
 
 def login_url(endpoint: str, token: str, destination: str) -> str:
     """The ``Action=login`` URL: for 15 minutes it opens the console session."""
     query = {"Action": "login", "Issuer": ISSUER, "Destination": destination, "SigninToken": token}
-    return f"{endpoint}?{urlencode(query)}"
+    return sensitive(f"{endpoint}?{urlencode(query)}")
 
 
 def open_in_browser(url: str) -> None:
@@ -245,11 +250,32 @@ def open_in_browser(url: str) -> None:
         raise SigninError("no web browser found to open the console in", hint=hint) from None
     name = str(getattr(browser, "name", "") or type(browser).__name__)  # a command, never the URL
     try:
-        opened = browser.open(url)
+        with _streams_to_devnull():
+            opened = browser.open(url)
     except Exception:  # a launcher's error may quote its command line, which holds the URL
         opened = False
     if not opened:
         raise SigninError(f"the web browser ({name}) could not be started or failed", hint=hint)
+
+
+@contextlib.contextmanager
+def _streams_to_devnull() -> Iterator[None]:
+    """Launchers (xdg-open, a text browser, a browser's own logging) inherit our standard
+    streams and print their command line, the URL, when they fail: give them /dev/null
+    instead. A text browser, which would need the terminal, then fails: --print is for it."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(fd) for fd in STANDARD_STREAMS]
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        for fd in STANDARD_STREAMS:
+            os.dup2(devnull, fd)
+        yield
+    finally:
+        for fd, copy in zip(STANDARD_STREAMS, saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(devnull)
 
 
 def console_login(

@@ -103,6 +103,25 @@ def start_server(
     return endpoint.start(), session
 
 
+def endpoint_client_variables(
+    endpoint: CredentialServer, session: Session, environ: Mapping[str, str]
+) -> dict[str, str]:
+    """What a client of the endpoint needs: its two variables, the profile's region, and no
+    credentials file whose default profile would win over the endpoint (said when the
+    config file has such a profile, which cannot be hidden)."""
+    from mfa_session.shadowing import endpoint_client_files
+
+    clients = endpoint_client_files(environ)
+    if clients.warning:
+        sys.stderr.write(f"{PROG}: warning: {clients.warning}\n")
+        sys.stderr.flush()
+    variables = endpoint.client_variables()
+    variables.update(clients.variables)
+    if session.region:
+        variables["AWS_REGION"] = variables["AWS_DEFAULT_REGION"] = session.region
+    return variables
+
+
 def default_profile(environ: Mapping[str, str]) -> str:
     """AWS_PROFILE as the SDKs read it; inside `exec` (which removes it) the exec'd profile."""
     return (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -14,6 +15,7 @@ from mfa_session.commands.common import (
     add_server_options,
     add_session_options,
     default_profile,
+    endpoint_client_variables,
     refuse_recursion,
     session_request,
     start_server,
@@ -78,7 +80,7 @@ def _run_beside_a_server(
     endpoint, session = start_server(args, profile, environ)
     try:
         child_environment = execute.server_environment(
-            environ, session, endpoint.client_variables()
+            environ, session, endpoint_client_variables(endpoint, session, environ)
         )
         sys.stdout.flush()
         sys.stderr.flush()
@@ -95,5 +97,6 @@ def _end_like_the_child(signum: int) -> None:
     """Die of the signal that ended CMD, so our parent (a shell loop, say) sees what exec shows."""
     sys.stdout.flush()
     sys.stderr.flush()
-    signal.signal(signum, signal.SIG_DFL)
+    with contextlib.suppress(OSError, ValueError):  # SIGKILL cannot be handled, nor reset
+        signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)

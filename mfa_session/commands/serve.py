@@ -15,6 +15,7 @@ from mfa_session.commands.common import (
     add_server_options,
     add_session_options,
     default_profile,
+    endpoint_client_variables,
     refuse_recursion,
     start_server,
 )
@@ -53,9 +54,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     profile = args.profile or default_profile(environ)
     endpoint, session = start_server(args, profile, environ)
     try:
-        variables = endpoint.client_variables()
-        if session.region:
-            variables["AWS_REGION"] = variables["AWS_DEFAULT_REGION"] = session.region
+        variables = endpoint_client_variables(endpoint, session, environ)
         unset = [name for name in exports.STALE_VARIABLES if name not in variables]
         sys.stdout.write(exports.render_variables(args.format, variables, unset))
         sys.stdout.flush()

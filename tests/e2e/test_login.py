@@ -309,7 +309,8 @@ def test_a_browser_that_cannot_start_fails_without_showing_the_url(
     signin: AwsHome, tmp_path: Path
 ) -> None:
     failing = tmp_path / "failing-browser"
-    failing.write_text("#!/bin/sh\nexit 3\n")
+    # Like xdg-open falling through to lynx: the launcher quotes the URL as it fails.
+    failing.write_text('#!/bin/sh\necho "cannot open $1"\necho "cannot open $1" >&2\nexit 3\n')
     failing.chmod(0o700)
     for command in ("/nonexistent/browser", str(failing)):
         result = signin.run(

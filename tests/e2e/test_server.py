@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -266,6 +267,7 @@ def test_exec_server_gives_the_child_an_endpoint_instead_of_keys(aws: AwsHome) -
         "AWS_SECRET_ACCESS_KEY": "stale",
         "AWS_SESSION_TOKEN": "stale",
         "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:1/stale",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": "/nonexistent/token",
         "MFA_SESSION_EXPIRATION": "1",
     }
     code = aws.code()
@@ -277,7 +279,7 @@ def test_exec_server_gives_the_child_an_endpoint_instead_of_keys(aws: AwsHome) -
     url = urlsplit(child[FULL_URI])
     assert (url.scheme, url.hostname, url.path) == ("http", "127.0.0.1", "/")
     assert len(child[TOKEN]) >= 40
-    for name in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+    for name in stale.keys() - {FULL_URI, "MFA_SESSION_EXPIRATION"}:
         assert name not in child
     assert "MFA_SESSION_EXPIRATION" not in child
     assert child["AWS_REGION"] == child["AWS_DEFAULT_REGION"] == "eu-west-1"
@@ -285,6 +287,90 @@ def test_exec_server_gives_the_child_an_endpoint_instead_of_keys(aws: AwsHome) -
     assert child[TOKEN] not in result.stderr
     assert_no_secrets(aws, result.stderr, codes=(code,))
     assert_port_closed(child[FULL_URI])  # the server ended with the child
+
+
+CREDENTIAL_METHOD = (
+    "import boto3; session = boto3.Session(); print(session.get_credentials().method); "
+    "print(session.client('sts').get_caller_identity()['Arn'])"
+)
+
+
+def test_a_default_profile_with_keys_does_not_win_over_the_endpoint(aws: AwsHome) -> None:
+    """SDKs read the credentials file before the endpoint, and the child has no AWS_PROFILE:
+    [default]'s long-term keys would be used without MFA. The child gets no credentials
+    file instead."""
+    with aws.credentials.open("a") as handle:
+        handle.write(
+            f"\n[default]\naws_access_key_id = {aws.user.access_key_id}\n"
+            f"aws_secret_access_key = {aws.user.secret_access_key}\n"
+        )
+    code = aws.code()
+    result = aws.run(
+        "exec", "--server", "--profile", "alice", "--token-code", code, "--",
+        sys.executable, "-c", CREDENTIAL_METHOD,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == "container-role"
+    sdk_call = aws.emulator.calls("GetCallerIdentity")[-1]
+    assert sdk_call.access_key_id != aws.user.access_key_id  # the MFA session's keys
+    assert "warning" not in result.stderr
+    with serving(aws, "--profile", "alice") as srv:
+        assert srv.variables["AWS_SHARED_CREDENTIALS_FILE"] == os.devnull
+        via_serve = aws.run_command([sys.executable, "-c", CREDENTIAL_METHOD], env=srv.env())
+    assert via_serve.stdout.split()[0] == "container-role", via_serve.stderr
+
+
+def test_a_default_profile_in_the_config_file_is_named_in_a_warning(aws: AwsHome) -> None:
+    """The config file cannot be hidden (the child needs its region, endpoints...): a source
+    of credentials in its default profile is said, once, before the command runs."""
+    aws.add_config("\n[default]\ncredential_process = /bin/false\n")
+    result = aws.run(
+        "exec", "--server", "--profile", "alice", "--token-code", aws.code(), "--", "true"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("warning") == 1
+    assert (
+        f"mfa-session: warning: profile 'default' in {aws.config} has credential_process: SDKs "
+        "without a profile use it before the credential server"
+    ) in result.stderr
+
+
+def test_a_cached_session_near_botocores_refresh_window_is_renewed_before_serving(
+    aws: AwsHome, role: str
+) -> None:
+    """By default the server hands out more than 20 minutes, past botocore's 15-minute
+    refresh window: a cached role session with 16 minutes left is renewed, not served."""
+    aws.emulator.cap_lifetime("AssumeRole", 16 * 60)
+    near_its_end = aws.run(
+        "credential-process", "--profile", "alice", "--role-arn", role, "--token-code", aws.code()
+    )
+    assert near_its_end.returncode == 0, near_its_end.stderr
+    aws.emulator.cap_lifetime("AssumeRole", 12 * 3600)  # as asked from now on
+    with serving(aws, "--profile", "alice", "--role-arn", role) as srv:
+        status, first, _ = request(srv.url, srv.token)
+        _, second, _ = request(srv.url, srv.token)
+    assert status == 200
+    assert first["AccessKeyId"] != json.loads(near_its_end.stdout)["AccessKeyId"]
+    expires = datetime.fromisoformat(str(first["Expiration"]).replace("Z", "+00:00"))
+    assert (expires - datetime.now(timezone.utc)).total_seconds() > 20 * 60
+    assert second["AccessKeyId"] == first["AccessKeyId"]
+    assert len(aws.emulator.calls("AssumeRole")) == 2
+    assert len(aws.gst_calls()) == 1
+
+
+def test_serve_listens_on_loopback_only(aws: AwsHome) -> None:
+    """The kernel's own table of listening sockets, not the URL we print."""
+    aws.run("credential-process", "--profile", "alice", "--token-code", aws.code())
+    with serving(aws, "--profile", "alice") as srv:
+        port = urlsplit(srv.url).port
+        listening = [
+            line.split()[1]
+            for table in ("/proc/net/tcp", "/proc/net/tcp6")
+            for line in Path(table).read_text().splitlines()[1:]
+            if line.split()[3] == "0A"  # LISTEN
+        ]
+        ours = [address for address in listening if int(address.split(":")[1], 16) == port]
+    assert ours == ["0100007F:" + f"{port:04X}"]
 
 
 def test_exec_server_serves_boto3_the_aws_cli_and_javascript_in_the_child(
@@ -465,13 +551,15 @@ def test_signals_sent_to_mfa_session_reach_the_child(aws: AwsHome, name: str) ->
     assert stdout.strip() == name
 
 
-def test_a_child_killed_by_a_signal_ends_mfa_session_the_same_way(aws: AwsHome) -> None:
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGKILL"])  # SIGKILL: the OOM killer's
+def test_a_child_killed_by_a_signal_ends_mfa_session_the_same_way(aws: AwsHome, name: str) -> None:
     process, ready = start_supervised(
         aws, "import os, time\nopen(READY, 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
     )
-    os.kill(int(ready.read_text()), signal.SIGTERM)
-    process.communicate(timeout=30)
-    assert process.returncode == -signal.SIGTERM
+    os.kill(int(ready.read_text()), getattr(signal, name))
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == -getattr(signal, name), stderr
+    assert "error" not in stderr
 
 
 def test_ctrl_c_on_the_terminal_reaches_the_child_once(aws: AwsHome) -> None:
