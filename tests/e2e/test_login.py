@@ -178,6 +178,46 @@ def test_longer_than_an_hour_assumes_the_role_directly_with_one_fresh_code(
     assert_secrets_kept(aws, result.stderr)  # stdout holds the URL, as --print asks
 
 
+def test_the_long_path_never_reuses_the_code_of_the_mfa_session(
+    signin: AwsHome, admin: Role
+) -> None:
+    """A role profile whose MFA session was made with this code: the direct AssumeRole
+    refuses that code before any call, and takes the next one."""
+    aws = signin
+    aws.add_config(
+        f"\n[profile admin]\nrole_arn = {admin.arn}\nsource_profile = alice\n"
+        f"mfa_serial = {aws.device.serial}\n"
+    )
+    spent, following = aws.code(), aws.code(1)
+    assert_process_json(aws.run("credential-process", "--profile", "alice", "--token-code", spent))
+    refused = login(
+        aws, "--profile", "admin", "--duration", "7200", "--print", "--token-code", spent
+    )
+    assert_clean_error(refused, "already used", progress=True)
+    assert aws.emulator.calls("AssumeRole") == []
+    result = login(
+        aws, "--profile", "admin", "--duration", "7200", "--print", "--token-code", following
+    )
+    assert result.returncode == 0, result.stderr
+    (assume,) = aws.emulator.calls("AssumeRole")
+    assert (assume.serial, assume.outcome) == (aws.device.serial, "ok")
+    assert len(aws.gst_calls()) == 1
+
+
+def test_a_role_profile_signs_in_on_the_cached_mfa_session(signin: AwsHome, admin: Role) -> None:
+    aws = signin
+    aws.add_config(f"\n[profile admin]\nrole_arn = {admin.arn}\nsource_profile = alice\n")
+    assert_process_json(
+        aws.run("credential-process", "--profile", "alice", "--token-code", aws.code())
+    )
+    result = login(aws, "--profile", "admin", "--print")
+    assert result.returncode == 0, result.stderr
+    assert_url_signs_in(aws, result.stdout.strip())
+    assert len(aws.gst_calls()) == 1
+    (assume,) = aws.emulator.calls("AssumeRole")
+    assert (assume.serial, assume.access_key_id) == (None, aws.emulator.sessions()[0].access_key_id)
+
+
 # --------------------------------------------------------------------------- IAM user
 
 
