@@ -193,7 +193,9 @@ def test_the_long_path_never_reuses_the_code_of_the_mfa_session(
     refused = login(
         aws, "--profile", "admin", "--duration", "7200", "--print", "--token-code", spent
     )
-    assert_clean_error(refused, "already used", progress=True)
+    note, _, rest = refused.stderr.partition("\n")
+    assert "caps role chaining at 1 hour" in note
+    assert_clean_error(Result(refused.returncode, refused.stdout, rest), "already used")
     assert aws.emulator.calls("AssumeRole") == []
     result = login(
         aws, "--profile", "admin", "--duration", "7200", "--print", "--token-code", following
