@@ -11,10 +11,14 @@ that works.
 6. DeleteAccessKey of the old one; forget the old key's cached sessions.
 A failure (or Ctrl-C, SIGTERM, SIGHUP) in 3-5 deletes the new key again and leaves
 the old one as it was; a failure in 6 leaves both at AWS and says how to finish.
+A store that fails in 5 may have kept something (a backend that cuts values, a
+timeout after the write): the old key is put back and checked before the new one is
+deleted, and when neither can be found there, neither is deleted at AWS.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 
@@ -24,7 +28,7 @@ from mfa_session.config import AwsFiles, MfaProfile, StaticKeys
 from mfa_session.errors import IamError, Interrupted, MfaSessionError, StsError
 from mfa_session.iam import AccessKey, Iam
 from mfa_session.interrupts import signals_ignored, signals_interrupt
-from mfa_session.keystore import Keystore
+from mfa_session.keystore import KeyRecord, Keystore
 from mfa_session.session import SessionRequest, get_session
 from mfa_session.sts import Sts, time_budget
 
@@ -52,8 +56,10 @@ def rotate(
     where = "the keyring" if mfa.keys.in_keyring else mfa.keys.where
     if mfa.name != profile:
         say(f"profile {profile} takes its keys from profile {mfa.name}: rotating those")
-    store = _storer(files, mfa, environ)
-    store(None)  # can the new key be put there? Checked before anything is created.
+    place = _KeyPlace(files, mfa, environ)
+    place.check()  # can the new key be put there? Checked before anything is created.
+    before = (old, mfa.keys.secret_access_key)  # read now: what a failed store puts back
+    old_created = (Keystore(environ).record(mfa.name) or KeyRecord(mfa.name, old)).created
     session = get_session(SessionRequest(mfa.name), environ).credentials
     iam = Iam(mfa, via=session, budget=time_budget(environ))
     keys = iam.access_keys()
@@ -69,14 +75,22 @@ def rotate(
         raise IamError(f"IAM lists no access key for the user of profile {mfa.name!r}")
     with signals_interrupt():
         created: list[str] = []  # the new key's id, once it is known
+        storing = False
         try:
             new, secret = _create(iam, created)
             say(f"created access key {new.access_key_id}")
             _wait_until_accepted(mfa, StaticKeys(new.access_key_id, secret), environ, wait, status)
             say(f"AWS accepts {new.access_key_id}")
-            store((new.access_key_id, secret, new.created))
+            storing = True
+            place.put(new.access_key_id, secret, new.created)
         except BaseException as exc:
             with signals_ignored():
+                if storing:
+                    held = place.restore(*before, old_created)
+                    if held != before:
+                        raise _store_unsettled(
+                            exc, held, new.access_key_id, old, where, mfa.name
+                        ) from None
                 raise _rolled_back(exc, iam, created, old, mfa.name) from None
     say(f"stored {new.access_key_id} in {where}, in place of {old}")
     try:
@@ -108,34 +122,51 @@ def _create(iam: Iam, created: list[str]) -> tuple[AccessKey, str]:
     return new, secret
 
 
-def _storer(
-    files: AwsFiles, mfa: MfaProfile, environ: Mapping[str, str]
-) -> Callable[[tuple[str, str, str] | None], None]:
-    """Where the old key is, a function that puts a new one there (None: only check)."""
-    if mfa.keys.in_keyring:
-        keystore = Keystore(environ)
+class _KeyPlace:
+    """Where the profile's key lives: the keyring, or a file edited in place."""
 
-        def into_keyring(new: tuple[str, str, str] | None) -> None:
+    def __init__(self, files: AwsFiles, mfa: MfaProfile, environ: Mapping[str, str]) -> None:
+        self.profile, self.environ = mfa.name, environ
+        self.keystore = Keystore(environ)
+        self.path = None if mfa.keys.in_keyring else mfa.keys.where
+        self.config_style = self.path == files.config_path
+
+    def check(self) -> None:
+        """Fail now, before a key is created, if a new one could not be put here."""
+        if self.path is None:
             from mfa_session import os_keyring
 
-            if new is None:
-                os_keyring.call([], environ)  # a backend that works
-                return
-            keystore.store(mfa.name, *new)
+            os_keyring.call([], self.environ)  # a backend that works
+        else:
+            self._edited("AKIACHECK", "check")
 
-        return into_keyring
-    path = mfa.keys.where
-    config_style = path == files.config_path
+    def put(self, key_id: str, secret: str, created: str) -> None:
+        if self.path is None:
+            self.keystore.store(self.profile, key_id, secret, created)
+        else:
+            key_files.write(self.path, self._edited(key_id, secret))
+            self.keystore.note_created(self.profile, key_id, created)
 
-    def into_file(new: tuple[str, str, str] | None) -> None:
+    def held(self) -> tuple[str, str] | None:
+        """The key found here now; None when none can be read."""
+        try:
+            if self.path is None:
+                return self.keystore.read(self.profile)
+            keys = AwsFiles(self.environ).profile(self.profile).static_keys()
+        except MfaSessionError:
+            return None
+        return None if keys is None else (keys.access_key_id, keys.secret_access_key)
+
+    def restore(self, key_id: str, secret: str, created: str) -> tuple[str, str] | None:
+        """After a store that failed: put the old key back; what is held here then."""
+        with contextlib.suppress(MfaSessionError):  # perhaps it was never replaced: look
+            self.put(key_id, secret, created)
+        return self.held()
+
+    def _edited(self, key_id: str, secret: str) -> str:
+        path = self.path or ""  # only called for a file
         text = key_files.read_text(path)
-        values = ("AKIACHECK", "check") if new is None else (new[0], new[1])
-        edited = key_files.edit_keys(text, path, mfa.name, config_style, values)
-        if new is not None:
-            key_files.write(path, edited)
-            Keystore(environ).note_created(mfa.name, new[0], new[2])
-
-    return into_file
+        return key_files.edit_keys(text, path, self.profile, self.config_style, (key_id, secret))
 
 
 def _wait_until_accepted(
@@ -165,6 +196,38 @@ def _wait_until_accepted(
             return
 
 
+def _store_unsettled(
+    failure: BaseException,
+    held: tuple[str, str] | None,
+    new: str,
+    old: str,
+    where: str,
+    profile: str,
+) -> MfaSessionError:
+    """The store failed and the old key is not back in its place: nothing is deleted."""
+    reason = "interrupted" if isinstance(failure, KeyboardInterrupt) else _reason(failure)
+    if held is not None and held[0] == new:
+        return IamError(
+            f"rotation stopped ({reason}) after the new key {new} was stored in {where}; it "
+            f"works, and the old key {old} was not deleted",
+            hint=f"delete it: mfa-session exec --profile {profile} -- aws iam "
+            f"delete-access-key --access-key-id {old}",
+        )
+    return IamError(
+        f"rotation stopped ({reason}) while storing the new key {new}, and {old} could not be "
+        f"put back: {where} holds neither as it was. Both keys still exist at AWS; neither "
+        "was deleted",
+        hint=f"repair the store ('mfa-session doctor'), then in the IAM console delete {new}, "
+        f"create a key and give it to 'mfa-session keys add --profile {profile}'",
+    )
+
+
+def _reason(failure: BaseException) -> str:
+    if isinstance(failure, MfaSessionError):
+        return failure.message
+    return f"unexpected {type(failure).__name__}"
+
+
 def _rolled_back(
     failure: BaseException, iam: Iam, created: list[str], old: str, profile: str
 ) -> MfaSessionError:
@@ -172,10 +235,8 @@ def _rolled_back(
     kind: type[MfaSessionError]
     if isinstance(failure, KeyboardInterrupt):
         reason, kind = "interrupted", Interrupted
-    elif isinstance(failure, MfaSessionError):
-        reason, kind = failure.message, MfaSessionError
     else:
-        reason, kind = f"unexpected {type(failure).__name__}", MfaSessionError
+        reason, kind = _reason(failure), MfaSessionError
     try:
         if created == ["?"]:  # the create's answer never came: a key may exist all the same
             created = [key.access_key_id for key in iam.access_keys() if key.access_key_id != old]

@@ -71,3 +71,34 @@ class ReadOnlyFile(KeyringBackend):
 
     def delete_password(self, service: str, username: str) -> None:
         raise KeyringLocked("the store is read-only")
+
+
+class Cutting(KeyringBackend):
+    """keyrings.alt's file backend under HOME that keeps a value cut short (a store with a
+    size or line limit): reads work, a write keeps all but the last 3 characters. With
+    KEYRING_CUT_ONCE=FILE in the environment, only while FILE exists (that write removes
+    it): the next write is kept whole."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def get_password(self, service: str, username: str) -> str | None:
+        from keyrings.alt.file import PlaintextKeyring
+
+        return PlaintextKeyring().get_password(service, username)
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        import os
+
+        from keyrings.alt.file import PlaintextKeyring
+
+        once = os.environ.get("KEYRING_CUT_ONCE")
+        if once is None or os.path.exists(once):
+            if once is not None:
+                os.remove(once)
+            password = password[:-3]
+        PlaintextKeyring().set_password(service, username, password)
+
+    def delete_password(self, service: str, username: str) -> None:
+        from keyrings.alt.file import PlaintextKeyring
+
+        PlaintextKeyring().delete_password(service, username)

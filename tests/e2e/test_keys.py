@@ -4,6 +4,7 @@ and a real keyring backend (keyrings.alt's file, under the test's HOME)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -13,7 +14,11 @@ import pexpect
 import pytest
 
 from tests.conftest import MFA_SESSION, AwsHome, Result, wait_for_fresh_step
-from tests.e2e.test_credential_process import assert_clean_error, assert_process_json
+from tests.e2e.test_credential_process import (
+    assert_clean_error,
+    assert_no_secrets,
+    assert_process_json,
+)
 from tests.sts_emulator import Device, User
 
 CREDENTIALS = """\
@@ -383,6 +388,55 @@ def test_a_keyring_that_fails_to_store_deletes_the_new_key(keyring: AwsHome) -> 
     assert key_ids(aws) == [aws.user.access_key_id]
     assert aws.user.access_key_id in (stored_keys(aws) or "")
     assert_process_json(session(aws))
+
+
+def test_a_lost_create_answer_finds_the_key_it_made_and_deletes_it(keyring: AwsHome) -> None:
+    """CreateAccessKey was carried out but its answer never came: the key exists at AWS
+    all the same, and only a listing can find it."""
+    aws = keyring
+    before = aws.credentials.read_bytes()
+    aws.emulator.fail_next("CreateAccessKey", "InternalFailure", "oops", 500, after=True)
+    result = rotate(aws)
+    assert_clean_error(result, "was deleted again", f"Your key {aws.user.access_key_id} is")
+    assert [call.outcome for call in aws.emulator.calls("CreateAccessKey")][0] != "ok"
+    assert len(aws.emulator.calls("DeleteAccessKey")) == 1
+    assert key_ids(aws) == [aws.user.access_key_id]
+    assert aws.credentials.read_bytes() == before
+
+
+def test_a_keyring_that_cuts_the_new_key_gets_the_old_one_back(keyring: AwsHome) -> None:
+    """The store took the new key but kept it cut short: the old key is put back (and
+    read back) before the new one is deleted."""
+    aws = keyring
+    assert aws.run("keys", "import", "--profile", "alice").returncode == 0
+    flag = aws.root / "cut-once"
+    flag.touch()
+    aws.env["PYTHON_KEYRING_BACKEND"] = "tests.keyring_backends.Cutting"
+    aws.env["KEYRING_CUT_ONCE"] = str(flag)
+    aws.env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    result = rotate(aws)
+    assert_clean_error(result, "did not keep the keys as given", "was deleted again", progress=True)
+    assert not flag.exists()  # the new key's write was the one cut
+    assert key_ids(aws) == [aws.user.access_key_id]
+    assert json.loads(stored_keys(aws) or "{}") == {
+        "AccessKeyId": aws.user.access_key_id,
+        "SecretAccessKey": aws.user.secret_access_key,
+    }
+    assert_process_json(session(aws))
+
+
+def test_a_keyring_that_keeps_neither_key_whole_loses_no_key_at_aws(keyring: AwsHome) -> None:
+    """Every write is cut: the old key cannot be put back, so neither key is deleted."""
+    aws = keyring
+    assert aws.run("keys", "import", "--profile", "alice").returncode == 0
+    aws.env["PYTHON_KEYRING_BACKEND"] = "tests.keyring_backends.Cutting"
+    aws.env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    result = rotate(aws)
+    assert_clean_error(result, "could not be put back", "neither was deleted", progress=True)
+    keys = key_ids(aws)
+    assert len(keys) == 2 and aws.user.access_key_id in keys
+    assert f"delete {keys[1]}" in result.stderr  # the hint names the new, unused key
+    assert_no_secrets(aws, result.stdout, result.stderr)
 
 
 def test_a_credentials_file_that_cannot_be_written_deletes_the_new_key(
