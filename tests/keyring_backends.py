@@ -88,13 +88,14 @@ class Cutting(KeyringBackend):
 
     def set_password(self, service: str, username: str, password: str) -> None:
         import os
+        from pathlib import Path
 
         from keyrings.alt.file import PlaintextKeyring
 
         once = os.environ.get("KEYRING_CUT_ONCE")
-        if once is None or os.path.exists(once):
+        if once is None or Path(once).exists():
             if once is not None:
-                os.remove(once)
+                Path(once).unlink()
             password = password[:-3]
         PlaintextKeyring().set_password(service, username, password)
 
