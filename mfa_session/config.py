@@ -529,16 +529,16 @@ def _parse(path: str) -> tuple[configparser.RawConfigParser, str]:
     except configparser.MissingSectionHeaderError as exc:
         raise ConfigError(
             f"cannot parse {path}: line {exc.lineno} is outside any [section]"
-        ) from exc
+        ) from None
     except configparser.ParsingError as exc:
         # The exception text quotes the offending lines, which may hold a secret key.
         lines = ", ".join(str(number) for number, _ in exc.errors)
-        raise ConfigError(f"cannot parse {path}: line {lines} is not 'key = value'") from exc
+        raise ConfigError(f"cannot parse {path}: line {lines} is not 'key = value'") from None
     except configparser.Error as exc:
         first_line = str(exc).splitlines()[0]
-        raise ConfigError(f"cannot parse {path}: {first_line}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"cannot parse {path}: it is not UTF-8 text") from exc
+        raise ConfigError(f"cannot parse {path}: {first_line}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot parse {path}: it is not UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
     return parser, identity

@@ -115,8 +115,8 @@ def _read(path: str) -> str:
             return handle.read()
     except FileNotFoundError:
         return ""
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"cannot edit {path}: it is not UTF-8 text") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot edit {path}: it is not UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
 

@@ -42,8 +42,8 @@ def parse_seed(secret: str, origin: str) -> Any:
         try:
             totp = pyotp.parse_uri(secret)
             totp.at(0)
-        except Exception as exc:  # pyotp raises several types for a bad URI
-            raise CodeError(f"{origin} is not a valid otpauth:// URI", hint=hint) from exc
+        except Exception:  # pyotp raises several types for a bad URI
+            raise CodeError(f"{origin} is not a valid otpauth:// URI", hint=hint) from None
         algorithm = totp.digest().name
         if totp.digits != AWS_DIGITS or totp.interval != STEP_SECONDS or algorithm != "sha1":
             raise CodeError(
@@ -64,8 +64,8 @@ def parse_seed(secret: str, origin: str) -> Any:
     try:
         totp = pyotp.TOTP(compact)
         totp.at(0)
-    except Exception as exc:
-        raise CodeError(f"{origin} is not a valid TOTP seed (base32)", hint=hint) from exc
+    except Exception:
+        raise CodeError(f"{origin} is not a valid TOTP seed (base32)", hint=hint) from None
     return totp
 
 

@@ -559,3 +559,26 @@ def test_commands_get_the_users_core_limit_back(aws: AwsHome) -> None:
         )
         assert done.returncode == 0, done.stderr
         assert done.stdout == control.stdout, server
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[alice]\naws_access_key_id = {key_id}\naws_secret_access_key {secret}\n",
+        "aws_secret_access_key = {secret}\n[alice]\naws_access_key_id = {key_id}\n",
+    ],
+    ids=["no-equals-sign", "above-the-first-section"],
+)
+def test_a_broken_credentials_file_is_named_without_its_secret_even_with_debug(
+    aws: AwsHome, text: str
+) -> None:
+    """configparser's own error quotes the bad line: it is never chained into --debug."""
+    aws.credentials.write_text(
+        text.format(key_id=aws.user.access_key_id, secret=aws.user.secret_access_key)
+    )
+    for debug in ([], ["--debug"]):
+        result = aws.run(*debug, "credential-process", "--profile", "alice")
+        assert result.returncode == 1
+        assert f"cannot parse {aws.credentials}: line" in result.stderr
+        assert aws.user.secret_access_key not in result.stderr + result.stdout
+        assert ("Traceback" in result.stderr) == bool(debug)
