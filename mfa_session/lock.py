@@ -5,8 +5,11 @@ started together make one prompt and one STS call. The holder writes a secret-fr
 state file beside the lock (what it is doing, then how it ended); waiters read it to
 tell the person why they wait, to give up when the holder seems stuck, and to fail
 within a second with the holder's own reason when it fails, instead of each one
-repeating the same doomed attempt. A holder that dies releases the lock with its
-process (flock), and the next waiter simply takes over.
+repeating the same doomed attempt. That applies only to a waiter that wants the same
+session (a role's failure is not an MFA session's), after it looked in the cache, and
+not to a failure of the holder's own code source (a wrong --token-code, no terminal):
+a waiter with another source takes over. A holder that dies releases the lock with
+its process (flock), and the next waiter simply takes over.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import time
 
 from mfa_session.cache import CacheFolder, device_name
 from mfa_session.debug import debug
-from mfa_session.errors import CacheError, MfaSessionError
+from mfa_session.errors import CacheError, CodeError, MfaSessionError, WrongCodeError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -27,12 +30,17 @@ LOCK_TIMEOUT_SECONDS = 300.0  # a person may be typing a code for the holder
 STUCK_GRACE_SECONDS = 15.0  # past the holder's own bound for a step, it is stuck
 _POLL_SECONDS = 0.25
 _BUSY, _FAILED, _DONE = "busy", "failed", "done"
+_OWN_FAILURE = "own-failure"  # the holder's code source failed: another's may not
+
+
+class HolderFailed(CacheError):
+    """The holder failed to make the session this waiter wants, for a reason it shares."""
 
 
 class HolderState:
     """One line of the state file: who holds the lock, since when, doing what."""
 
-    __slots__ = ("bound", "hint", "message", "pid", "since", "status")
+    __slots__ = ("bound", "hint", "message", "pid", "purpose", "since", "status")
 
     def __init__(
         self,
@@ -42,34 +50,41 @@ class HolderState:
         message: str,
         hint: str = "",
         bound: float = 0.0,
+        purpose: str = "",
     ) -> None:
         self.pid, self.since, self.status = pid, since, status
-        self.message, self.hint, self.bound = message, hint, bound
+        self.message, self.hint, self.bound, self.purpose = message, hint, bound, purpose
 
     def encode(self) -> bytes:
         fields = (str(self.pid), f"{self.since:.3f}", self.status, self.message, self.hint)
         clean = (field.replace("\t", " ").replace("\n", " ") for field in fields)
-        return ("\t".join(clean) + f"\t{self.bound:.0f}\n").encode()
+        return ("\t".join(clean) + f"\t{self.bound:.0f}\t{self.purpose}\n").encode()
 
     @classmethod
     def decode(cls, data: bytes | None) -> HolderState | None:
         if not data:
             return None
         try:
-            pid, since, status, message, hint, bound = data.decode().rstrip("\n").split("\t")
-            return cls(int(pid), float(since), status, message, hint, float(bound))
+            pid, since, status, message, hint, bound, purpose = (
+                data.decode().rstrip("\n").split("\t")
+            )
+            return cls(int(pid), float(since), status, message, hint, float(bound), purpose)
         except ValueError:
             return None
 
 
 class DeviceLock:
     """``with DeviceLock(...) as lock:`` serialises a device; ``lock.doing(...)`` tells
-    waiters what the holder is doing, with how long that step may take (0: unbounded)."""
+    waiters what the holder is doing, with how long that step may take (0: unbounded).
+    ``purpose`` names the session the holder makes (its cache key's digest)."""
 
-    def __init__(self, folder: CacheFolder, serial: str, tell: Callable[[str], None]) -> None:
-        self.folder, self.serial, self.tell = folder, serial, tell
+    def __init__(
+        self, folder: CacheFolder, serial: str, tell: Callable[[str], None], purpose: str = ""
+    ) -> None:
+        self.folder, self.serial, self.tell, self.purpose = folder, serial, tell, purpose
         self._state_name = device_name(serial, ".state")
         self._lock: object | None = None
+        self._holder_failure: HolderState | None = None
 
     def __enter__(self) -> DeviceLock:
         lock_name = device_name(self.serial, ".lock")
@@ -96,16 +111,26 @@ class DeviceLock:
                 return self
         self._lock = lock
         state = HolderState.decode(self.folder.read(self._state_name))
-        if state is not None and state.status == _FAILED and state.since >= started:
-            lock.release()
-            self._lock = None
-            raise CacheError(
+        if (
+            state is not None
+            and state.status == _FAILED
+            and state.since >= started
+            and state.purpose == self.purpose
+        ):
+            self._holder_failure = state
+        self.doing("starting")
+        return self
+
+    def fail_like_the_holder(self) -> None:
+        """Once the caller found nothing in the cache: the holder this waited for failed
+        to make the same session, for a reason that is this process's too."""
+        state = self._holder_failure
+        if state is not None:
+            raise HolderFailed(
                 f"another mfa-session (pid {state.pid}) could not get a session for "
                 f"{self.serial}: {state.message}",
                 hint=state.hint or None,
             )
-        self.doing("starting")
-        return self
 
     def _can_create(self, lock_name: str) -> bool:
         path, directory = self.folder._at(lock_name)
@@ -153,13 +178,19 @@ class DeviceLock:
         lock, self._lock = self._lock, None
         if lock is None:
             return
-        if isinstance(exc, MfaSessionError):
-            state = HolderState(os.getpid(), time.time(), _FAILED, exc.message, exc.hint or "")
+        now, pid = time.time(), os.getpid()
+        if isinstance(exc, HolderFailed) and self._holder_failure is not None:
+            state = self._holder_failure  # passed on as it was, to the next waiter too
+        elif isinstance(exc, (CodeError, WrongCodeError)):
+            state = HolderState(pid, now, _OWN_FAILURE, exc.message, purpose=self.purpose)
+        elif isinstance(exc, MfaSessionError):
+            state = HolderState(pid, now, _FAILED, exc.message, exc.hint or "", 0, self.purpose)
         elif isinstance(exc, KeyboardInterrupt):
-            state = HolderState(os.getpid(), time.time(), _FAILED, "it was interrupted")
+            state = HolderState(pid, now, _FAILED, "it was interrupted", purpose=self.purpose)
         elif exc is not None:
-            state = HolderState(os.getpid(), time.time(), _FAILED, "it failed unexpectedly")
+            message = "it failed unexpectedly"
+            state = HolderState(pid, now, _FAILED, message, purpose=self.purpose)
         else:
-            state = HolderState(os.getpid(), time.time(), _DONE, "done")
+            state = HolderState(pid, now, _DONE, "done", purpose=self.purpose)
         self.folder.try_write(self._state_name, state.encode())
         lock.release()  # type: ignore[attr-defined]

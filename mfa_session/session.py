@@ -264,11 +264,12 @@ class _Builder:
             debug("note: %s", note)
         from mfa_session.codes import notify
 
-        with DeviceLock(self.cache.folder, key.mfa_serial, notify) as lock:
+        with DeviceLock(self.cache.folder, key.mfa_serial, notify, key.digest()) as lock:
             # Another process may have done the work while we waited for the lock.
             cached = self.cache.read(key)
             if cached is not None and cached.seconds_left() > min_remaining:
                 return cached
+            lock.fail_like_the_holder()
             fresh = self._make(level, via, lock)
             self._store(key, fresh)
         self.made_new = level == len(self.hops)

@@ -224,6 +224,55 @@ def test_a_waiter_takes_over_when_the_holder_dies(aws: AwsHome) -> None:
     assert f"(pid {holder.pid}) is asking for a code on its terminal" in stderr
 
 
+def waiter_behind(aws: AwsHome, *args: str) -> subprocess.Popen[str]:
+    """credential-process for alice without a terminal, started while another holds the lock."""
+    waiter = subprocess.Popen(
+        [MFA_SESSION, "credential-process", "--profile", "alice", *args],
+        env=aws.env,
+        cwd=aws.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    time.sleep(1.5)  # the waiter is polling the lock now
+    return waiter
+
+
+def test_a_holders_failure_with_a_role_is_not_a_waiters_failure(aws: AwsHome) -> None:
+    """The holder makes the MFA session, then fails on its role: a waiter that wants only
+    the MFA session finds it in the cache instead of taking the role's failure."""
+    role = aws.emulator.add_role(name="Deploy").arn
+    aws.emulator.sabotage_next("AssumeRole", "hang", times=10)
+    aws.env["MFA_SESSION_STS_TIMEOUT"] = "3"
+    holder = aws.spawn("credential-process", "--profile", "alice", "--role-arn", role)
+    holder.expect_exact(f"MFA code for {aws.device.serial}")
+    waiter = waiter_behind(aws)  # no code source of its own
+    holder.sendline(aws.code())
+    holder.expect(pexpect.EOF)
+    assert "cannot reach STS" in (holder.before or "")
+    stdout, stderr = waiter.communicate(timeout=30)
+    assert waiter.returncode == 0, stderr
+    document = assert_process_json(Result(0, stdout, stderr))
+    assert document["AccessKeyId"] == aws.emulator.sessions()[0].access_key_id
+    assert len(aws.gst_calls()) == 1
+
+
+def test_a_holders_own_code_failure_lets_a_waiter_use_its_own(aws: AwsHome) -> None:
+    """No code came from the holder's terminal: a waiter given a code makes the session."""
+    holder = aws.spawn("credential-process", "--profile", "alice")
+    holder.expect_exact(f"MFA code for {aws.device.serial}")
+    waiter = waiter_behind(aws, "--token-code", aws.code())
+    holder.sendeof()
+    holder.expect(pexpect.EOF)
+    holder.close()
+    assert holder.exitstatus != 0
+    stdout, stderr = waiter.communicate(timeout=30)
+    assert waiter.returncode == 0, stderr
+    assert_process_json(Result(0, stdout, stderr))
+    assert [call.outcome for call in aws.gst_calls()] == ["ok"]
+
+
 # ------------------------------------------------------------------ keyring and mfa_process
 
 
