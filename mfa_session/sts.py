@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 DEFAULT_TIMEOUT = 30.0  # seconds for one call, retries included
 MIN_SESSION_SECONDS = 60  # a session ending sooner than this is a clock or proxy problem
+STANDARD_ATTEMPTS, LEGACY_ATTEMPTS = 3, 5  # botocore's defaults per retry mode
+MAX_BACKOFF = 20.0  # botocore's longest sleep between attempts (standard mode)
+MIN_ATTEMPT_SECONDS = 2.0  # time for a connection and an answer, or it is no attempt
 _THROTTLING = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests"}
 _MESSAGE_LIMIT = 200
 
@@ -150,15 +153,14 @@ def new_client(
     region = session.get_config_variable("region") or "us-east-1"
     options: dict[str, Any] = {}
     # botocore always reports a default retry_mode; only the user's own choice may win.
-    if attempts is not None:
-        options["retries"] = {"mode": "standard", "total_max_attempts": attempts}
-    elif not (session.get_scoped_config().get("retry_mode") or os.environ.get("AWS_RETRY_MODE")):
-        options["retries"] = {"mode": "standard"}
-    tries = attempts or _configured_attempts(session)
-    per_attempt = budget / tries
+    mode = (
+        session.get_scoped_config().get("retry_mode") or os.environ.get("AWS_RETRY_MODE") or ""
+    ).strip() or "standard"
+    wanted = attempts or _configured_attempts(session, mode)
+    tries, per_attempt = attempts_within(budget, wanted, mode)
+    options["retries"] = {"mode": mode, "total_max_attempts": tries}
     options["connect_timeout"] = min(5.0, per_attempt / 3)
-    # Backoff between attempts (standard mode: up to 2^n s, random) comes out of the rest.
-    options["read_timeout"] = max(1.0, per_attempt - options["connect_timeout"] - 1.0)
+    options["read_timeout"] = max(1.0, per_attempt - options["connect_timeout"])
     if via is None:
         key_id, secret_key, token = mfa.keys.access_key_id, mfa.keys.secret_access_key, None
     else:
@@ -182,12 +184,27 @@ def new_client(
         ) from None
 
 
-def _configured_attempts(session: Any) -> int:
-    """The user's max_attempts / AWS_MAX_ATTEMPTS, else standard mode's 3."""
+def attempts_within(budget: float, wanted: int, mode: str = "standard") -> tuple[int, float]:
+    """How many attempts fit in ``budget`` seconds, each with time for a connection and
+    an answer, after the longest backoff botocore may sleep between them (up to 2^n s
+    before retry n+1; standard mode stops at 20 s); and the time of each attempt.
+    Fewer attempts than the user's max_attempts rather than a budget overrun."""
+    cap = MAX_BACKOFF if mode != "legacy" else float("inf")
+    for tries in range(max(1, wanted), 1, -1):
+        backoff = sum(min(2.0**n, cap) for n in range(tries - 1))
+        per_attempt = (budget - backoff) / tries
+        if per_attempt >= MIN_ATTEMPT_SECONDS:
+            return tries, per_attempt
+    return 1, budget
+
+
+def _configured_attempts(session: Any, mode: str) -> int:
+    """The user's max_attempts / AWS_MAX_ATTEMPTS, else the mode's default (legacy: 5)."""
+    default = LEGACY_ATTEMPTS if mode == "legacy" else STANDARD_ATTEMPTS
     try:
-        configured = int(session.get_config_variable("max_attempts") or 3)
+        configured = int(session.get_config_variable("max_attempts") or default)
     except (TypeError, ValueError):
-        configured = 3
+        configured = default
     return max(1, configured)
 
 

@@ -144,7 +144,13 @@ def test_an_unreadable_iam_answer_during_enroll_keeps_the_seed_secret(
 # ------------------------------------------------------------------ STS that is silent
 
 
-def test_silent_sts_is_given_up_within_the_budget(aws: AwsHome) -> None:
+@pytest.mark.parametrize(
+    "retries",
+    [{}, {"AWS_RETRY_MODE": "legacy"}, {"AWS_MAX_ATTEMPTS": "6"}],
+    ids=["standard", "legacy", "six-attempts"],
+)
+def test_silent_sts_is_given_up_within_the_budget(aws: AwsHome, retries: dict[str, str]) -> None:
+    """The budget holds whatever retries the user configured: fewer attempts, not more time."""
     aws.emulator.sabotage_next("GetSessionToken", "hang", times=10)
     started = time.monotonic()
     result = aws.run(
@@ -153,7 +159,7 @@ def test_silent_sts_is_given_up_within_the_budget(aws: AwsHome) -> None:
         "alice",
         "--token-code",
         aws.code(),
-        env={"MFA_SESSION_STS_TIMEOUT": "6"},
+        env={"MFA_SESSION_STS_TIMEOUT": "6", **retries},
     )
     elapsed = time.monotonic() - started
     assert_clean_error(result, f"cannot reach STS at {aws.emulator.url}: no answer in time")
