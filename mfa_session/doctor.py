@@ -81,7 +81,7 @@ def examine(environ: Mapping[str, str], profile: str | None, online: bool = True
     for mfa in owners.values():
         _check_serial(mfa, findings)
         if online and keystore is not None:
-            _learn_key_age(mfa, keystore)
+            _learn_key_age(mfa, keystore, environ)
         _check_keys(files, keystore, mfa, findings)
         _check_code_source(mfa, environ, keystore, online, backend_ok, findings)
         if online:
@@ -194,17 +194,19 @@ def _check_keys(
         findings.append(Finding(f"key age ({mfa.name})", OK, f"{age} days old"))
 
 
-def _learn_key_age(mfa: MfaProfile, keystore: Keystore) -> None:
+def _learn_key_age(mfa: MfaProfile, keystore: Keystore, environ: Mapping[str, str]) -> None:
     """With a cached MFA session (no new code), ask IAM when the key was created."""
     from mfa_session.cache import SessionCache, SessionKey
     from mfa_session.iam import Iam
+    from mfa_session.sts import time_budget
 
     key_id = mfa.keys.access_key_id
     session = SessionCache(keystore.folder).read(SessionKey(mfa.name, key_id, mfa.mfa_serial))
     if session is None or session.seconds_left() < 60:
         return
     try:
-        listed = Iam(mfa, via=session).access_keys()
+        budget = min(_STS_CHECK_SECONDS, time_budget(environ))
+        listed = Iam(mfa, via=session, budget=budget).access_keys()
     except MfaSessionError:
         return  # no permission, or IAM away: the age stays unknown
     for key in listed:

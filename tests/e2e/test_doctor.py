@@ -187,3 +187,18 @@ def assert_every_failure_has_a_fix(checks: list[dict[str, str]]) -> None:
     for check in checks:
         if check["status"] == "fail":
             assert check["fix"], check
+
+
+def test_a_silent_iam_keeps_to_the_sts_budget(aws: AwsHome) -> None:
+    """With a cached MFA session doctor asks IAM for the key's age; IAM hanging costs no
+    more than MFA_SESSION_STS_TIMEOUT, and the age is just unknown."""
+    aws.store_seed()
+    code = aws.code()
+    assert aws.run("credential-process", "--profile", "alice", "--token-code", code).returncode == 0
+    aws.emulator.sabotage_next("ListAccessKeys", "hang", times=5)
+    started = time.monotonic()
+    status, document = doctor(aws, "--profile", "alice", env={"MFA_SESSION_STS_TIMEOUT": "2"})
+    assert time.monotonic() - started < 8
+    assert status == 0, document
+    assert statuses(document)["STS (alice)"] == "ok"
+    assert [c["call"] for c in calls(aws)].count("ListAccessKeys") >= 1
