@@ -105,7 +105,8 @@ def run(arguments: list[str], environ: Mapping[str, str]) -> int:
             debug.enable()
         from mfa_session.hardening import undumpable
 
-        undumpable()  # before any secret is read
+        dumpable = undumpable()  # before any secret is read
+        debug.debug("core dumps off; dumpable flag: %s", dumpable)
         status: int = command_module(args.command).run(args, environ)
         sys.stdout.flush()
     except BrokenPipeError:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-_PR_SET_DUMPABLE = 4
+_PR_GET_DUMPABLE, _PR_SET_DUMPABLE = 3, 4
 _saved_core_limit: tuple[int, int] | None = None
 _dumpable_off = False
 
@@ -29,7 +29,9 @@ def no_core_dumps() -> None:
         resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
 
 
-def undumpable() -> None:
+def undumpable() -> int | None:
+    """No core dumps, and (Linux) not dumpable; the dumpable flag as the kernel now
+    reports it (0: off), for --debug to show; None where there is none to read."""
     global _dumpable_off
     no_core_dumps()
     if sys.platform.startswith("linux"):
@@ -38,8 +40,10 @@ def undumpable() -> None:
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             _dumpable_off = libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+            return int(libc.prctl(_PR_GET_DUMPABLE, 0, 0, 0, 0))
         except (OSError, AttributeError):  # no libc prctl (e.g. a static build)
             pass
+    return None
 
 
 def restore_core_limit() -> None:

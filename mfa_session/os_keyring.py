@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mfa_session import environment
+from mfa_session.debug import debug
 from mfa_session.errors import CodeError, redact
 
 SERVICE = "mfa-session"
@@ -117,8 +118,6 @@ def call(
         _end_session(worker)
         raise
     if errors:  # pass and gpg say why here; never in an error line, which an SDK may log
-        from mfa_session.debug import debug
-
         debug(
             "keyring worker: %s", redact(" ".join(errors.decode(errors="replace").split()))[-300:]
         )
@@ -130,6 +129,7 @@ def call(
             hint="run the command again with --debug to see what the backend said",
         ) from None
     backend = str(answer.get("backend", "?"))
+    debug("keyring worker (%s): dumpable flag: %s", backend, answer.get("dumpable"))
     failure = answer.get("error")
     if isinstance(failure, dict):
         if failure.get("no_backend"):
@@ -202,8 +202,10 @@ def _usable_backend() -> str:
 
 def _serve() -> int:
     """The worker: read the operations from stdin, answer JSON on stdout."""
+    from mfa_session.hardening import undumpable
+
+    answer: dict[str, Any] = {"dumpable": undumpable()}  # before the request's secrets
     request = json.loads(sys.stdin.read() or "{}")
-    answer: dict[str, Any] = {}
     try:
         import keyring
 

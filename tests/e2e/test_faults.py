@@ -565,6 +565,17 @@ def test_no_core_dump_holds_a_secret(aws: AwsHome) -> None:
     assert cores == [] and limit == "0"
 
 
+def test_the_processes_that_hold_secrets_are_not_dumpable(aws: AwsHome) -> None:
+    """PR_SET_DUMPABLE 0, as the kernel reports it back: in mfa-session and in the keyring
+    worker that reads the seed (it also stops same-user ptrace and core_pattern pipes)."""
+    aws.use_file_keyring()
+    aws.store_seed()
+    result = aws.run("--debug", "credential-process", "--profile", "alice")
+    assert_process_json(result)
+    assert "mfa-session: debug: core dumps off; dumpable flag: 0\n" in result.stderr
+    assert "): dumpable flag: 0\n" in result.stderr.split("keyring worker (", 1)[1]
+
+
 def children_of(pid: int) -> list[str]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return path.read_text().split() if path.exists() else []
