@@ -34,6 +34,11 @@ class WrongCodeError(StsError):
     """STS rejected the MFA code itself: a new code may succeed."""
 
 
+class CodeSpentUnseen(WrongCodeError):
+    """STS rejected the code on botocore's retry: the first attempt, whose answer was
+    lost, most likely used it. It counts as spent."""
+
+
 class UsageError(MfaSessionError):
     """The command line is wrong (exit status 2, like argparse)."""
 

@@ -23,7 +23,7 @@ from mfa_session.config import (
 )
 from mfa_session.credentials import Credentials
 from mfa_session.debug import debug
-from mfa_session.errors import ConfigError, UsageError, WrongCodeError
+from mfa_session.errors import CodeSpentUnseen, ConfigError, UsageError, WrongCodeError
 from mfa_session.lock import DeviceLock
 from mfa_session.plan_records import PlanRecord, PlanRequest, save, signature_of
 
@@ -370,7 +370,9 @@ class _Builder:
                 lock.doing(f"waiting for STS ({action})", budget)
                 try:
                     credentials = call(code)
-                except WrongCodeError:
+                except WrongCodeError as exc:
+                    if isinstance(exc, CodeSpentUnseen):
+                        device.remember(code, source.step)  # never offered again
                     attempt += 1
                     if attempt >= source.tries:
                         raise

@@ -19,7 +19,13 @@ from mfa_session import environment
 from mfa_session.config import MfaProfile, RoleHop
 from mfa_session.credentials import Credentials, utc_now
 from mfa_session.debug import debug
-from mfa_session.errors import ConfigError, StsError, WrongCodeError, sensitive
+from mfa_session.errors import (
+    CodeSpentUnseen,
+    ConfigError,
+    StsError,
+    WrongCodeError,
+    sensitive,
+)
 
 if TYPE_CHECKING:
     BaseClient = Any  # botocore builds client methods at run time; stubs cannot see them
@@ -326,7 +332,7 @@ def _client_error(
                 hint="check mfa_serial against the device ARN shown in IAM",
             )
         if retried:
-            return WrongCodeError(
+            return CodeSpentUnseen(
                 f"STS rejected the MFA code for {serial} on a retry: the first attempt may "
                 "have used it and its answer got lost",
                 hint="a code works once: use the next one",

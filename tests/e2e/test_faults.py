@@ -107,6 +107,58 @@ def test_an_already_expired_session_is_refused_and_never_cached(aws: AwsHome) ->
     assert_nothing_secret(aws, cli.stdout, cli.stderr)
 
 
+def test_sts_failing_on_its_side_is_retried_then_one_line_and_the_code_is_kept(
+    aws: AwsHome,
+) -> None:
+    code = aws.code()
+    aws.emulator.fail_next("GetSessionToken", "InternalFailure", "internal error", 500, times=3)
+    result = aws.run("credential-process", "--profile", "alice", "--token-code", code)
+    assert_clean_error(result, "STS failed on its side (InternalFailure)", "try again in a minute")
+    assert [call.outcome for call in aws.gst_calls()] == ["InternalFailure"] * 3  # retried
+    assert no_sessions(aws)
+    # STS never took the code: the same code still works, and one 500 is just retried.
+    aws.emulator.fail_next("GetSessionToken", "InternalFailure", "internal error", 500)
+    assert_process_json(aws.run("credential-process", "--profile", "alice", "--token-code", code))
+    assert [call.outcome for call in aws.gst_calls()][3:] == ["InternalFailure", "ok"]
+
+
+def test_a_lost_answer_is_said_and_its_spent_code_is_not_tried_again(aws: AwsHome) -> None:
+    """STS made the session and the connection dropped: botocore's retry repeats the
+    code, which STS refuses; the error says what happened, and the code counts as used."""
+    code = aws.code()
+    aws.emulator.sabotage_next("GetSessionToken", "drop")
+    result = aws.run("credential-process", "--profile", "alice", "--token-code", code)
+    assert_clean_error(result, "on a retry: the first attempt may have used it", "next one")
+    assert [call.outcome for call in aws.gst_calls()] == ["drop", "AccessDenied"]
+    assert_nothing_secret(aws, result.stderr)
+    assert no_sessions(aws)
+    again = aws.run("credential-process", "--profile", "alice", "--token-code", code)
+    assert_clean_error(again, "already used")
+    assert len(aws.gst_calls()) == 2
+
+
+@pytest.mark.parametrize("action", ["GetSessionToken", "AssumeRole"])
+def test_a_session_ending_within_a_minute_is_refused(aws: AwsHome, action: str) -> None:
+    """Less than a minute left (not past): a clock ahead, or a proxy that rewrote it."""
+    role = aws.emulator.add_role(name="Admin", trusted_users=[aws.user])
+    aws.emulator.cap_lifetime(action, 30)
+    result = aws.run(
+        "credential-process",
+        "--profile",
+        "alice",
+        "--role-arn",
+        role.arn,
+        "--token-code",
+        aws.code(),
+    )
+    assert_clean_error(result, f"STS sent a session ({action}) that ends in ", "clock")
+    assert_nothing_secret(aws, result.stderr)
+    if action == "GetSessionToken":
+        assert no_sessions(aws)
+    else:  # the MFA session under it was sound, and is kept
+        assert len(list(aws.cache_dir.glob("session-*.json"))) == 1
+
+
 def test_an_unreadable_role_answer(aws: AwsHome) -> None:
     role = aws.emulator.add_role(name="Admin", trusted_users=[aws.user])
     aws.emulator.sabotage_next("AssumeRole", "malformed")
