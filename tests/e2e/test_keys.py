@@ -534,3 +534,28 @@ def test_a_rejected_keyring_key_says_how_to_replace_it_there(keyring: AwsHome) -
     result = session(aws, code=aws.code())
     assert_clean_error(result, "AWS does not accept access key", "keys add --profile alice")
     assert "credentials file" not in result.stderr
+
+
+def test_keys_and_seed_in_one_keyring_are_called_one_factor_either_way(
+    keyring: AwsHome,
+) -> None:
+    """Whichever comes second (the seed after the keys, the keys after the seed), the
+    person is told that one unlocked keyring now holds both factors."""
+    aws = keyring
+    imported = aws.run("keys", "import", "--profile", "alice")
+    assert imported.returncode == 0, imported.stderr
+    assert "both factors" not in imported.stderr  # no seed yet
+    seeded = aws.run("totp", "set", "--profile", "alice", input=aws.device.seed + "\n")
+    assert seeded.returncode == 0, seeded.stderr
+    assert "holds both factors" in seeded.stdout  # its report, where the rest of it goes
+    assert aws.run("keys", "remove", "--profile", "alice", "--yes").returncode == 0
+    added = aws.run(
+        "keys",
+        "add",
+        "--profile",
+        "alice",
+        input=f"{aws.user.access_key_id}\n{aws.user.secret_access_key}\n",
+    )
+    assert added.returncode == 0, added.stderr
+    assert "holds both factors" in added.stdout
+    assert_no_secrets(aws, seeded.stdout, seeded.stderr, added.stdout, added.stderr)
