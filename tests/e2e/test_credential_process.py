@@ -505,10 +505,18 @@ def test_spent_seed_code_waits_for_the_next_step(aws: AwsHome) -> None:
     assert_process_json(aws.run("credential-process", "--profile", "alice"))
     aws.run("clear", "--all")
     started = time.time()
-    result = aws.run("credential-process", "--profile", "alice")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        holder = pool.submit(aws.run, "credential-process", "--profile", "alice")
+        time.sleep(1)  # the holder is waiting for the next step now
+        waiter = aws.run("credential-process", "--profile", "alice")
+        result = holder.result()
     assert_process_json(result)
     assert "waiting" in result.stderr and "already used" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1  # no terminal: one line, no countdown
     assert time.time() - started > 1
+    # Another process sees why it waits, then takes the holder's session from the cache.
+    assert assert_process_json(waiter) == assert_process_json(result)
+    assert "is waiting" in waiter.stderr and "s for the next TOTP code" in waiter.stderr
     assert [call.outcome for call in aws.gst_calls()] == ["ok", "ok"]
     assert_no_secrets(aws, result.stderr)
 
