@@ -98,9 +98,14 @@ def run(arguments: list[str], environ: Mapping[str, str]) -> int:
     try:
         if not arguments:
             build_parser().print_help()
+            sys.stdout.flush()
             return 0
         only = arguments[0] if arguments[0] in COMMANDS else None
-        args = build_parser(only).parse_args(arguments)
+        try:
+            args = build_parser(only).parse_args(arguments)
+        except SystemExit:  # --help, --version: a closed pipe shows in this flush
+            sys.stdout.flush()
+            raise
         if args.debug:
             debug.enable()
         from mfa_session.hardening import undumpable

@@ -5,7 +5,9 @@ the right profile, and a prompt that finds a session before the profile's first 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import time
 
 import pexpect
@@ -32,6 +34,36 @@ def test_a_closed_pipe_ends_quietly(aws: AwsHome) -> None:
         assert done.stderr == "", (command, done.stderr)
         assert done.stdout.count("\n") == 1
         assert done.returncode in (0, 141), (command, done.returncode)
+
+
+def test_a_pipe_closed_before_the_first_write_ends_with_141_and_no_word(aws: AwsHome) -> None:
+    """The reader is gone before anything is written (`| true`, a pager quit at once):
+    every write fails, deterministically, and each command still ends quietly."""
+    logged_in(aws)
+    for args in (
+        ["status"],
+        ["status", "--json"],
+        ["export", "--profile", "alice"],
+        ["--help"],
+        ["--version"],
+        [],
+        ["credential-process", "--profile", "alice"],
+    ):
+        reader, writer = os.pipe()
+        os.close(reader)
+        try:
+            completed = subprocess.run(
+                [MFA_SESSION, *args],
+                env=aws.env,
+                stdout=writer,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        finally:
+            os.close(writer)
+        assert (completed.returncode, completed.stderr) == (141, ""), args
 
 
 def test_bare_command_prints_the_overview(aws: AwsHome) -> None:
