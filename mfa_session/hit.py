@@ -41,7 +41,8 @@ _OPTIONS = (
 
 
 def parse(arguments: Sequence[str]) -> dict[str, str] | None:
-    """``--option value`` and ``--option=value`` pairs, each once; None for anything else."""
+    """``--option value`` and ``--option=value`` pairs, each once; None for anything else
+    (an empty value too: the full path says what is wrong with it)."""
     options: dict[str, str] = {}
     index = 0
     while index < len(arguments):
@@ -54,6 +55,8 @@ def parse(arguments: Sequence[str]) -> dict[str, str] | None:
             if index == len(arguments):
                 return None
             value = arguments[index]
+        if not value:
+            return None
         options[name] = value
         index += 1
     return options

@@ -129,12 +129,14 @@ def load(folder: CacheFolder, request: PlanRequest) -> PlanRecord | None:
         return None
     key: SessionKey | None = None
     duration = signature = None
+    checked: set[str] = set()
     for line in lines[2:-1]:
         kind, _, rest = line.partition("\t")
         if kind == "file":
             path, _, identity = rest.rpartition("\t")
             if file_identity(path) != identity:
                 return None
+            checked.add(path)
         elif kind == "key":
             fields = rest.split("\t") if rest else []
             if len(fields) == 4:
@@ -147,6 +149,6 @@ def load(folder: CacheFolder, request: PlanRequest) -> PlanRecord | None:
             signature = rest
         else:
             return None
-    if duration is None or signature is None:
-        return None
+    if duration is None or signature is None or not checked.issuperset(request.fields[:2]):
+        return None  # a record must vouch for both AWS files it names
     return PlanRecord(key, duration, signature)

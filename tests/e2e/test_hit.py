@@ -189,3 +189,15 @@ def test_records_are_private_and_hold_no_secret(aws: AwsHome, cached: dict[str, 
         assert aws.user.secret_access_key not in data
         assert str(cached["SecretAccessKey"]) not in data
         assert str(cached["SessionToken"]) not in data
+
+
+@pytest.mark.parametrize("option", ["--duration=", "--min-remaining=", "--role-arn="])
+def test_an_empty_option_value_is_judged_as_the_full_path_judges_it(
+    aws: AwsHome, cached: dict[str, object], option: str
+) -> None:
+    """The answer must not depend on whether the session happens to be cached."""
+    hit = aws.run("credential-process", "--profile", "alice", option)
+    full = aws.run("--debug", "credential-process", "--profile", "alice", option)
+    assert (hit.returncode, hit.stdout) == (full.returncode, full.stdout), hit.stderr
+    if option != "--role-arn=":  # an empty role is no role, cached or not
+        assert hit.returncode in (1, 2) and hit.stderr.splitlines()[0] in full.stderr
