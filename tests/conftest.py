@@ -233,6 +233,17 @@ REQUIRED_TOOLS = {
 }
 
 
+MIN_NODE = 20  # what @aws-sdk v3 supports
+
+
+def _node_major() -> int:
+    completed = subprocess.run(
+        ["node", "--version"], capture_output=True, text=True, check=False, timeout=30
+    )
+    version = completed.stdout.strip().lstrip("v")
+    return int(version.split(".")[0]) if version.split(".")[0].isdigit() else 0
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     missing = sorted(
         {package for tool, package in REQUIRED_TOOLS.items() if shutil.which(tool) is None}
@@ -240,6 +251,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     problems = []
     if missing:
         problems.append(f"missing: {' '.join(missing)} (apt-get install them; .ci/run does)")
+    elif (node_major := _node_major()) < MIN_NODE:
+        problems.append(f"node {node_major} is too old: the JS SDK tests need {MIN_NODE}+")
     if os.geteuid() != 0:
         problems.append("the disk-fault tests mount a small tmpfs: run them as root (CI does)")
     if problems:
