@@ -215,8 +215,20 @@ def _learn_key_age(mfa: MfaProfile, keystore: Keystore, environ: Mapping[str, st
 
 
 def _check_backend(environ: Mapping[str, str], online: bool, findings: list[Finding]) -> bool:
-    """Is there a keyring at all? Offline it is not asked (asking starts the backend)."""
+    """Is there a keyring at all? Offline it is not asked (asking starts the backend), but
+    a configuration that names no backend at all is seen without it."""
     if not online:
+        configured = os_keyring.configured_backend(environ)
+        if configured in os_keyring.NO_BACKENDS:
+            findings.append(
+                Finding(
+                    "keyring",
+                    WARN,
+                    f"the keyring is configured as {configured}: there is none for keys and seeds",
+                    headless_recipe(environ),
+                )
+            )
+            return False
         findings.append(Finding("keyring", SKIP, "not checked (--offline)"))
         return True
     try:
@@ -313,7 +325,7 @@ def _check_code_source(
             findings.append(Finding(check, OK, "mfa_process printed a six-digit code"))
         return
     try:
-        stored = _seed_stored(serial, environ, keystore, online)
+        stored = _seed_stored(serial, environ, keystore, online) if backend_ok else False
     except os_keyring.KeyringFailed as exc:
         findings.append(Finding(check, FAIL, exc.message, exc.hint))
         return

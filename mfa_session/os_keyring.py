@@ -153,6 +153,28 @@ def call(
     return Answer(backend, results)
 
 
+NO_BACKENDS = ("keyring.backends.fail.Keyring", "keyring.backends.null.Keyring")
+
+
+def configured_backend(environ: Mapping[str, str]) -> str | None:
+    """The backend PYTHON_KEYRING_BACKEND or keyring's keyringrc.cfg names, read without
+    loading keyring or any backend (doctor --offline); None when neither names one."""
+    named = (environ.get("PYTHON_KEYRING_BACKEND") or "").strip()
+    if named:
+        return named
+    import configparser
+    from pathlib import Path
+
+    home = Path(environ.get("HOME") or Path.home())
+    config_home = Path(environ.get("XDG_CONFIG_HOME") or home / ".config")
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read(config_home / "python_keyring" / "keyringrc.cfg")
+        return parser.get("backend", "default-keyring", fallback="").strip() or None
+    except (configparser.Error, UnicodeDecodeError):
+        return None
+
+
 def backend_name_or_fail(environ: Mapping[str, str] | None = None) -> str:
     """The backend's name, or KeyringUnavailable / KeyringFailed saying why there is none."""
     return call([], environ).backend

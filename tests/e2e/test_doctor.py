@@ -202,3 +202,17 @@ def test_a_silent_iam_keeps_to_the_sts_budget(aws: AwsHome) -> None:
     assert status == 0, document
     assert statuses(document)["STS (alice)"] == "ok"
     assert [c["call"] for c in calls(aws)].count("ListAccessKeys") >= 1
+
+
+def test_offline_with_no_keyring_configured_does_not_suggest_totp_set(aws: AwsHome) -> None:
+    """PYTHON_KEYRING_BACKEND names keyring's 'fail' backend: doctor --offline sees that
+    without opening anything, and suggests what works instead of `totp set`."""
+    assert aws.env["PYTHON_KEYRING_BACKEND"] == "keyring.backends.fail.Keyring"
+    status, document = doctor(aws, "--profile", "alice", "--offline")
+    found = {check["check"]: check for check in document["checks"]}
+    assert found["keyring"]["status"] == "warn"
+    assert "totp set" not in json.dumps(document)
+    assert found["code source (alice)"]["fix"] == (
+        "set mfa_process in the profile (there is no keyring for a seed)"
+    )
+    assert status == 1 and aws.emulator.calls() == []
