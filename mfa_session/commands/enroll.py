@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 
-from mfa_session.commands.common import default_profile
+from mfa_session.commands.common import PROFILE_HELP, add_profile_option, default_profile
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ def add_parser(commands: Subcommands, common: argparse.ArgumentParser) -> None:
         "in the keyring, enable it with two consecutive codes and set mfa_serial in the "
         "profile. Anything created is deleted again if a step fails.",
     )
-    enroll.add_argument("--profile", help="the profile with the IAM user's keys")
+    add_profile_option(enroll, f"the profile with the IAM user's keys ({PROFILE_HELP})")
     enroll.add_argument("--device-name", help="the device's name in IAM (default: user name)")
     enroll.add_argument(
         "--no-store",
