@@ -133,6 +133,11 @@ class AwsHome:
         )
         assert completed.returncode == 0, completed.stderr
 
+    def use_failing_keyring(self, name: str) -> None:
+        """One of tests/keyring_backends.py's backends, which fail as real ones do."""
+        self.env["PYTHON_KEYRING_BACKEND"] = f"tests.keyring_backends.{name}"
+        self.env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+
     def use_file_keyring(self) -> None:
         """A real keyring backend: keyrings.alt's file, under this HOME."""
         self.env["PYTHON_KEYRING_BACKEND"] = FILE_KEYRING

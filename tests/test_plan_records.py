@@ -43,11 +43,12 @@ def world(tmp_path: Path) -> tuple[CacheFolder, Path, Path]:
 
 
 def settle(*paths: Path) -> None:
-    """As if last written a minute ago (ctime still moves: utime is a write of metadata,
-    so the identity is taken after it)."""
+    """Files last written a minute ago, and their ctime (which utime itself moves to now)
+    past the shortened settle time."""
     past = time.time() - 60
     for path in paths:
         os.utime(path, (past, past))
+    time.sleep(SHORT_SETTLE + 0.1)
 
 
 def request_for(config: Path, credentials: Path, role: str | None = None) -> PlanRequest:
@@ -75,7 +76,6 @@ def test_a_settled_file_is_remembered_and_trusted_until_it_changes(
 ) -> None:
     folder, config, credentials = world
     settle(config, credentials)
-    time.sleep(SHORT_SETTLE + 0.1)  # ctime, which utime set to now, settles too
     request = request_for(config, credentials)
     assert save(folder, request, identities(config, credentials), PlanRecord(KEY, 900, "alice"))
     loaded = load(folder, request)
@@ -92,11 +92,9 @@ def test_a_file_changed_between_its_read_and_the_save_is_not_remembered(
 ) -> None:
     folder, config, credentials = world
     settle(config, credentials)
-    time.sleep(SHORT_SETTLE + 0.1)
     read_at = identities(config, credentials)  # taken before the parse
     config.write_text(config.read_text() + "region = eu-west-1\n")  # an edit meanwhile
     settle(config)
-    time.sleep(SHORT_SETTLE + 0.1)
     request = request_for(config, credentials)
     assert save(folder, request, read_at, PlanRecord(KEY, 900, "alice")) is False
 
@@ -106,7 +104,6 @@ def test_a_record_of_another_request_or_without_its_files_is_not_trusted(
 ) -> None:
     folder, config, credentials = world
     settle(config, credentials)
-    time.sleep(SHORT_SETTLE + 0.1)
     plain, role = request_for(config, credentials), request_for(config, credentials, "R")
     files = identities(config, credentials)
     assert save(folder, role, files, PlanRecord(ROLE_KEY, 3600, "alice > R"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 from tests.conftest import AwsHome
 from tests.sts_emulator import StsEmulator
@@ -102,8 +101,7 @@ def test_unreachable_sts_and_rejected_keys_fail(aws: AwsHome) -> None:
 
 
 def test_offline_sends_nothing_and_never_opens_the_keyring(aws: AwsHome) -> None:
-    aws.env["PYTHON_KEYRING_BACKEND"] = "tests.keyring_backends.Hanging"
-    aws.env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    aws.use_failing_keyring("Hanging")
     aws.env["MFA_SESSION_KEYRING_TIMEOUT"] = "30"
     started = time.monotonic()
     status, document = doctor(aws, "--profile", "alice", "--offline")

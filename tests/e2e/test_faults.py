@@ -26,8 +26,6 @@ from tests.e2e.test_credential_process import (
 from tests.e2e.test_enroll import BOB_SERIAL, bob, unassigned  # noqa: F401 - a fixture
 from tests.sts_emulator import User
 
-CHECKOUT = str(Path(__file__).resolve().parents[2])
-
 
 def issued_secrets(aws: AwsHome) -> list[str]:
     """Every secret the emulator ever handed out, and the user's own."""
@@ -137,20 +135,25 @@ def test_a_lost_answer_is_said_and_its_spent_code_is_not_tried_again(aws: AwsHom
     assert len(aws.gst_calls()) == 2
 
 
+def role_session(aws: AwsHome, role_arn: str) -> Result:
+    """alice's role session, the MFA session under it made with the current code."""
+    return aws.run(
+        "credential-process",
+        "--profile",
+        "alice",
+        "--role-arn",
+        role_arn,
+        "--token-code",
+        aws.code(),
+    )
+
+
 @pytest.mark.parametrize("action", ["GetSessionToken", "AssumeRole"])
 def test_a_session_ending_within_a_minute_is_refused(aws: AwsHome, action: str) -> None:
     """Less than a minute left (not past): a clock ahead, or a proxy that rewrote it."""
     role = aws.emulator.add_role(name="Admin", trusted_users=[aws.user])
     aws.emulator.cap_lifetime(action, 30)
-    result = aws.run(
-        "credential-process",
-        "--profile",
-        "alice",
-        "--role-arn",
-        role.arn,
-        "--token-code",
-        aws.code(),
-    )
+    result = role_session(aws, role.arn)
     assert_clean_error(result, f"STS sent a session ({action}) that ends in ", "clock")
     assert_nothing_secret(aws, result.stderr)
     if action == "GetSessionToken":
@@ -162,15 +165,7 @@ def test_a_session_ending_within_a_minute_is_refused(aws: AwsHome, action: str) 
 def test_an_unreadable_role_answer(aws: AwsHome) -> None:
     role = aws.emulator.add_role(name="Admin", trusted_users=[aws.user])
     aws.emulator.sabotage_next("AssumeRole", "malformed")
-    result = aws.run(
-        "credential-process",
-        "--profile",
-        "alice",
-        "--role-arn",
-        role.arn,
-        "--token-code",
-        aws.code(),
-    )
+    result = role_session(aws, role.arn)
     assert_clean_error(result, "STS sent an answer that could not be read (AssumeRole)")
     assert_nothing_secret(aws, result.stderr)
     # The MFA session itself was fine and is kept: the role comes without a new code.
@@ -260,28 +255,6 @@ def test_fifty_cold_starts_make_one_call(aws: AwsHome) -> None:
     assert [call.outcome for call in aws.gst_calls()] == ["ok"]
 
 
-def test_a_waiter_takes_over_when_the_holder_dies(aws: AwsHome) -> None:
-    holder = aws.spawn("credential-process", "--profile", "alice", timeout=30)
-    holder.expect_exact(f"MFA code for {aws.device.serial}")
-    waiter = subprocess.Popen(
-        [MFA_SESSION, "credential-process", "--profile", "alice", "--token-code", aws.code()],
-        env=aws.env,
-        cwd=aws.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    time.sleep(1.5)  # the waiter is polling the lock now
-    os.kill(holder.pid, signal.SIGKILL)
-    started = time.monotonic()
-    stdout, stderr = waiter.communicate(timeout=30)
-    assert time.monotonic() - started < 5
-    assert waiter.returncode == 0, stderr
-    assert_process_json(Result(0, stdout, stderr))
-    assert f"(pid {holder.pid}) is asking for a code on its terminal" in stderr
-
-
 def waiter_behind(aws: AwsHome, *args: str) -> subprocess.Popen[str]:
     """credential-process for alice without a terminal, started while another holds the lock."""
     waiter = subprocess.Popen(
@@ -295,6 +268,19 @@ def waiter_behind(aws: AwsHome, *args: str) -> subprocess.Popen[str]:
     )
     time.sleep(1.5)  # the waiter is polling the lock now
     return waiter
+
+
+def test_a_waiter_takes_over_when_the_holder_dies(aws: AwsHome) -> None:
+    holder = aws.spawn("credential-process", "--profile", "alice", timeout=30)
+    holder.expect_exact(f"MFA code for {aws.device.serial}")
+    waiter = waiter_behind(aws, "--token-code", aws.code())
+    os.kill(holder.pid, signal.SIGKILL)
+    started = time.monotonic()
+    stdout, stderr = waiter.communicate(timeout=30)
+    assert time.monotonic() - started < 5
+    assert waiter.returncode == 0, stderr
+    assert_process_json(Result(0, stdout, stderr))
+    assert f"(pid {holder.pid}) is asking for a code on its terminal" in stderr
 
 
 def test_a_holders_failure_with_a_role_is_not_a_waiters_failure(aws: AwsHome) -> None:
@@ -334,13 +320,8 @@ def test_a_holders_own_code_failure_lets_a_waiter_use_its_own(aws: AwsHome) -> N
 # ------------------------------------------------------------------ keyring and mfa_process
 
 
-def keyring_backend(aws: AwsHome, name: str) -> None:
-    aws.env["PYTHON_KEYRING_BACKEND"] = f"tests.keyring_backends.{name}"
-    aws.env["PYTHONPATH"] = CHECKOUT
-
-
 def test_a_hanging_keyring_is_bounded_and_named(aws: AwsHome) -> None:
-    keyring_backend(aws, "Hanging")
+    aws.use_failing_keyring("Hanging")
     aws.env["MFA_SESSION_KEYRING_TIMEOUT"] = "2"
     started = time.monotonic()
     result = aws.run("credential-process", "--profile", "alice")
@@ -360,7 +341,7 @@ def test_a_hanging_keyring_is_bounded_and_named(aws: AwsHome) -> None:
 
 
 def test_a_failing_keyring_is_named_not_mistaken_for_a_missing_seed(aws: AwsHome) -> None:
-    keyring_backend(aws, "Raising")
+    aws.use_failing_keyring("Raising")
     result = aws.run("credential-process", "--profile", "alice")
     assert_clean_error(
         result,
@@ -369,7 +350,7 @@ def test_a_failing_keyring_is_named_not_mistaken_for_a_missing_seed(aws: AwsHome
     )
     assert "totp set" not in result.stderr
     # A backend whose error quotes what it was given still shows no seed.
-    keyring_backend(aws, "RaisingOnWrite")
+    aws.use_failing_keyring("RaisingOnWrite")
     stored = aws.run("totp", "set", "--profile", "alice", input=aws.device.seed)
     assert_clean_error(stored, "RaisingOnWrite) failed: KeyringLocked", "[redacted]")
     assert aws.device.seed not in stored.stderr

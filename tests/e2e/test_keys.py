@@ -246,8 +246,7 @@ def test_add_with_no_keyring_backend_stores_nothing(aws: AwsHome) -> None:
 
 
 def test_add_when_the_backend_fails_mid_write(aws: AwsHome) -> None:
-    aws.env["PYTHON_KEYRING_BACKEND"] = "tests.keyring_backends.RaisingOnWrite"
-    aws.env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    aws.use_failing_keyring("RaisingOnWrite")
     bob, _ = fresh_profile(aws)
     result = aws.run(
         "keys", "add", "--profile", "bob", input=f"{bob.access_key_id}\n{bob.secret_access_key}\n"
@@ -381,8 +380,7 @@ def test_a_new_key_that_never_works_is_deleted_and_the_old_one_kept(keyring: Aws
 def test_a_keyring_that_fails_to_store_deletes_the_new_key(keyring: AwsHome) -> None:
     aws = keyring
     assert aws.run("keys", "import", "--profile", "alice").returncode == 0
-    aws.env["PYTHON_KEYRING_BACKEND"] = "tests.keyring_backends.ReadOnlyFile"
-    aws.env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    aws.use_failing_keyring("ReadOnlyFile")
     result = rotate(aws)
     assert_clean_error(result, "ReadOnlyFile) failed", "was deleted again", progress=True)
     assert key_ids(aws) == [aws.user.access_key_id]
@@ -411,9 +409,8 @@ def test_a_keyring_that_cuts_the_new_key_gets_the_old_one_back(keyring: AwsHome)
     assert aws.run("keys", "import", "--profile", "alice").returncode == 0
     flag = aws.root / "cut-once"
     flag.touch()
-    aws.env["PYTHON_KEYRING_BACKEND"] = "tests.keyring_backends.Cutting"
+    aws.use_failing_keyring("Cutting")
     aws.env["KEYRING_CUT_ONCE"] = str(flag)
-    aws.env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     result = rotate(aws)
     assert_clean_error(result, "did not keep the keys as given", "was deleted again", progress=True)
     assert not flag.exists()  # the new key's write was the one cut
@@ -429,8 +426,7 @@ def test_a_keyring_that_keeps_neither_key_whole_loses_no_key_at_aws(keyring: Aws
     """Every write is cut: the old key cannot be put back, so neither key is deleted."""
     aws = keyring
     assert aws.run("keys", "import", "--profile", "alice").returncode == 0
-    aws.env["PYTHON_KEYRING_BACKEND"] = "tests.keyring_backends.Cutting"
-    aws.env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    aws.use_failing_keyring("Cutting")
     result = rotate(aws)
     assert_clean_error(result, "could not be put back", "neither was deleted", progress=True)
     keys = key_ids(aws)
@@ -517,8 +513,7 @@ def test_status_and_the_hit_never_open_the_keyring(keyring: AwsHome) -> None:
     aws = keyring
     assert aws.run("keys", "import", "--profile", "alice").returncode == 0
     first = assert_process_json(session(aws, code=aws.code()))
-    aws.env["PYTHON_KEYRING_BACKEND"] = "tests.keyring_backends.Hanging"
-    aws.env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    aws.use_failing_keyring("Hanging")
     started = time.monotonic()
     assert assert_process_json(session(aws)) == first
     status = aws.run("status")
