@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from mfa_session import environment
 from mfa_session.cache import AcceptedCode, SessionCache, code_digest
-from mfa_session.errors import CodeError, Interrupted, sensitive
+from mfa_session.errors import CodeError, Interrupted, OwnCodeFailure, sensitive
 from mfa_session.totp import SIX_DIGITS, STEP_SECONDS
 
 PROMPT_TRIES = 3
@@ -145,7 +145,7 @@ class GivenCode(CodeSource):
 
     def next_code(self, attempt: int) -> str:
         if self.device.is_spent(self.code):
-            raise CodeError(
+            raise OwnCodeFailure(
                 f"the MFA code from {self.label} was already used for {self.device.serial}",
                 hint="AWS accepts a code once: pass the next code your device shows",
             )
@@ -461,7 +461,7 @@ def choose_source(
         device.tell(f"{keyring_failure.message}; asking for the code instead")
     if fallback is not None:
         return fallback
-    raise CodeError(
+    raise OwnCodeFailure(
         f"no way to get an MFA code for profile {device.profile!r}: no terminal and no display",
         hint=f"pass --token-code, set mfa_process in the profile, or store the seed with "
         f"'mfa-session totp set --profile {device.profile}'",

@@ -26,6 +26,11 @@ class CodeError(MfaSessionError):
     """No valid MFA code could be obtained."""
 
 
+class OwnCodeFailure(CodeError):
+    """This process's own way to a code failed (the code it was given, no terminal):
+    processes waiting on the device lock may have a better one, so they take over."""
+
+
 class StsError(MfaSessionError):
     """STS refused or could not be reached."""
 

@@ -7,9 +7,11 @@ tell the person why they wait, to give up when the holder seems stuck, and to fa
 within a second with the holder's own reason when it fails, instead of each one
 repeating the same doomed attempt. That applies only to a waiter that wants the same
 session (a role's failure is not an MFA session's), after it looked in the cache, and
-not to a failure of the holder's own code source (a wrong --token-code, no terminal):
-a waiter with another source takes over. A holder that dies releases the lock with
-its process (flock), and the next waiter simply takes over.
+not to a failure of the holder's own way to a code (a code STS rejected, a given code
+already used, no terminal): a waiter with another source takes over. A keyring, an
+mfa_process or a dialog that failed fails the waiters too: they would use the same.
+A holder that dies releases the lock with its process (flock), and the next waiter
+simply takes over.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 
 from mfa_session.cache import CacheFolder, device_name
 from mfa_session.debug import debug
-from mfa_session.errors import CacheError, CodeError, MfaSessionError, WrongCodeError
+from mfa_session.errors import CacheError, MfaSessionError, OwnCodeFailure, WrongCodeError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -65,9 +67,10 @@ class HolderState:
         if not data:
             return None
         try:
-            pid, since, status, message, hint, bound, purpose = (
-                data.decode().rstrip("\n").split("\t")
-            )
+            fields = data.decode().rstrip("\n").split("\t")
+            if len(fields) == 6:  # written by a version without purposes
+                fields.append("")
+            pid, since, status, message, hint, bound, purpose = fields
             return cls(int(pid), float(since), status, message, hint, float(bound), purpose)
         except ValueError:
             return None
@@ -181,7 +184,7 @@ class DeviceLock:
         now, pid = time.time(), os.getpid()
         if isinstance(exc, HolderFailed) and self._holder_failure is not None:
             state = self._holder_failure  # passed on as it was, to the next waiter too
-        elif isinstance(exc, (CodeError, WrongCodeError)):
+        elif isinstance(exc, (OwnCodeFailure, WrongCodeError)):
             state = HolderState(pid, now, _OWN_FAILURE, exc.message, purpose=self.purpose)
         elif isinstance(exc, MfaSessionError):
             state = HolderState(pid, now, _FAILED, exc.message, exc.hint or "", 0, self.purpose)

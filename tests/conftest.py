@@ -133,6 +133,15 @@ class AwsHome:
         )
         assert completed.returncode == 0, completed.stderr
 
+    def wait_for_lock_holder(self, doing: str, timeout: float = 10) -> None:
+        """Until a process holds a device lock and says (in its state file) it is ``doing``."""
+        deadline = time.monotonic() + timeout
+        while not any(
+            doing in state.read_text() for state in self.cache_dir.glob("device-*.state")
+        ):
+            assert time.monotonic() < deadline, f"no lock holder is {doing!r}"
+            time.sleep(0.05)
+
     def use_failing_keyring(self, name: str) -> None:
         """One of tests/keyring_backends.py's backends, which fail as real ones do."""
         self.env["PYTHON_KEYRING_BACKEND"] = f"tests.keyring_backends.{name}"

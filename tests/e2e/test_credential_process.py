@@ -507,7 +507,7 @@ def test_spent_seed_code_waits_for_the_next_step(aws: AwsHome) -> None:
     started = time.time()
     with ThreadPoolExecutor(max_workers=1) as pool:
         holder = pool.submit(aws.run, "credential-process", "--profile", "alice")
-        time.sleep(1)  # the holder is waiting for the next step now
+        aws.wait_for_lock_holder("for the next TOTP code")
         waiter = aws.run("credential-process", "--profile", "alice")
         result = holder.result()
     assert_process_json(result)

@@ -297,24 +297,54 @@ def test_a_holders_failure_with_a_role_is_not_a_waiters_failure(aws: AwsHome) ->
     assert "cannot reach STS" in (holder.before or "")
     stdout, stderr = waiter.communicate(timeout=30)
     assert waiter.returncode == 0, stderr
+    assert "waiting: another mfa-session" in stderr  # it did wait behind the holder
     document = assert_process_json(Result(0, stdout, stderr))
     assert document["AccessKeyId"] == aws.emulator.sessions()[0].access_key_id
     assert len(aws.gst_calls()) == 1
 
 
 def test_a_holders_own_code_failure_lets_a_waiter_use_its_own(aws: AwsHome) -> None:
-    """No code came from the holder's terminal: a waiter given a code makes the session."""
+    """STS rejected every code typed at the holder's prompt: that is the holder's own
+    failure, so a waiter given a code makes the session instead of failing with it."""
     holder = aws.spawn("credential-process", "--profile", "alice")
     holder.expect_exact(f"MFA code for {aws.device.serial}")
     waiter = waiter_behind(aws, "--token-code", aws.code())
-    holder.sendeof()
+    for _ in range(3):  # the prompt's tries, each with a code long expired
+        holder.sendline(aws.code(-10))
     holder.expect(pexpect.EOF)
     holder.close()
-    assert holder.exitstatus != 0
+    assert holder.exitstatus == 1
     stdout, stderr = waiter.communicate(timeout=30)
     assert waiter.returncode == 0, stderr
+    assert "waiting: another mfa-session" in stderr  # it did wait behind the holder
     assert_process_json(Result(0, stdout, stderr))
-    assert [call.outcome for call in aws.gst_calls()] == ["ok"]
+    assert [call.outcome for call in aws.gst_calls()] == ["AccessDenied"] * 3 + ["ok"]
+
+
+def test_a_holders_keyring_failure_is_every_waiters(aws: AwsHome) -> None:
+    """A keyring that fails fails the waiters too (they would read the same one): at
+    once, with the holder's reason, and no second attempt at it."""
+    aws.use_failing_keyring("Hanging")
+    aws.env["MFA_SESSION_KEYRING_TIMEOUT"] = "3"
+    holder = subprocess.Popen(
+        [MFA_SESSION, "credential-process", "--profile", "alice"],
+        env=aws.env,
+        cwd=aws.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    aws.wait_for_lock_holder("reading the keyring")
+    waiter = waiter_behind(aws)
+    _, holder_stderr = holder.communicate(timeout=30)
+    started = time.monotonic()
+    _, stderr = waiter.communicate(timeout=30)
+    assert time.monotonic() - started < 2  # not another 3 s keyring wait
+    assert "did not answer within 3 s" in holder_stderr
+    assert_waiter_failed(
+        Result(waiter.returncode, "", stderr), "could not get a session", "did not answer within"
+    )
 
 
 # ------------------------------------------------------------------ keyring and mfa_process
