@@ -11,6 +11,7 @@ import configparser
 import os
 from collections.abc import Callable, Mapping
 
+from mfa_session import environment
 from mfa_session.errors import ConfigError, sensitive
 from mfa_session.plan_records import stat_identity
 
@@ -252,9 +253,11 @@ class AwsFiles:
     def __init__(self, environ: Mapping[str, str], keyring: KeyDirectory | None = None) -> None:
         self.environ = environ
         self._keyring = keyring
-        self.config_path = _path_from(environ, "AWS_CONFIG_FILE", "~/.aws/config")
-        self.credentials_path = _path_from(
-            environ, "AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"
+        self.config_path = os.path.expanduser(environ.get("AWS_CONFIG_FILE") or "~/.aws/config")
+        self.credentials_path = os.path.expanduser(
+            environ.get(environment.CREDENTIALS_FILE)
+            or environ.get("AWS_SHARED_CREDENTIALS_FILE")
+            or "~/.aws/credentials"
         )
         config, config_identity = _parse(self.config_path)
         credentials, credentials_identity = _parse(self.credentials_path)
@@ -479,10 +482,6 @@ def _known_profiles_hint(names: list[str]) -> str:
         return "no profiles are configured; see 'docs/configuration.md'"
     shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
     return f"known profiles: {shown}"
-
-
-def _path_from(environ: Mapping[str, str], variable: str, default: str) -> str:
-    return os.path.expanduser(environ.get(variable) or default)
 
 
 def profile_of_section(section: str) -> str | None:

@@ -21,6 +21,9 @@ NO_PROMPT = "MFA_SESSION_NO_PROMPT"
 STS_TIMEOUT = "MFA_SESSION_STS_TIMEOUT"
 MFA_PROCESS_TIMEOUT = "MFA_SESSION_MFA_PROCESS_TIMEOUT"
 KEYRING_TIMEOUT = "MFA_SESSION_KEYRING_TIMEOUT"
+# Set by `exec --server` and `serve` for the endpoint's clients, whose SDKs are shown no
+# credentials file (AWS_SHARED_CREDENTIALS_FILE=/dev/null): the one mfa-session reads.
+CREDENTIALS_FILE = "MFA_SESSION_CREDENTIALS_FILE"
 # The federation endpoint for console sign-in (`login`), instead of the partition's own.
 SIGNIN_URL = "MFA_SESSION_SIGNIN_URL"
 

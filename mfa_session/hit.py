@@ -82,7 +82,9 @@ def serve(arguments: Sequence[str], environ: Mapping[str, str], out: int = 1) ->
     no_core_dumps()
     config = os.path.expanduser(environ.get("AWS_CONFIG_FILE") or "~/.aws/config")
     credentials = os.path.expanduser(
-        environ.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials"
+        environ.get(environment.CREDENTIALS_FILE)
+        or environ.get("AWS_SHARED_CREDENTIALS_FILE")
+        or "~/.aws/credentials"
     )
     profile = options["--profile"]
     request = PlanRequest(

@@ -12,6 +12,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from mfa_session import environment
 
 # The settings with which a profile gives the SDKs credentials of its own.
 CREDENTIAL_SETTINGS = (
@@ -41,6 +44,11 @@ def endpoint_client_files(environ: Mapping[str, str]) -> EndpointClientFiles:
     result = EndpointClientFiles()
     if _sources(files.credentials_settings.get(CLIENT_PROFILE, {})):
         result.variables["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+        # mfa-session itself, run in the child (by a credential_process line, say), still
+        # reads the real one.
+        result.variables[environment.CREDENTIALS_FILE] = str(
+            Path(files.credentials_path).absolute()
+        )
     found = _sources(files.config_settings.get(CLIENT_PROFILE, {}))
     if found:
         result.warning = (

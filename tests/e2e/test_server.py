@@ -305,12 +305,16 @@ def test_a_default_profile_with_keys_does_not_win_over_the_endpoint(aws: AwsHome
             f"aws_secret_access_key = {aws.user.secret_access_key}\n"
         )
     code = aws.code()
+    # In the child, SDKs see no credentials file, but mfa-session itself (here through
+    # dev's credential_process) still finds alice's keys.
+    nested = f"{AWS_CLI} sts get-caller-identity --profile dev --query Arn --output text"
     result = aws.run(
         "exec", "--server", "--profile", "alice", "--token-code", code, "--",
-        sys.executable, "-c", CREDENTIAL_METHOD,
+        "sh", "-c", f'{sys.executable} -c "{CREDENTIAL_METHOD}" && {nested}',
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[0] == "container-role"
+    assert result.stdout.split()[-1] == aws.user.arn
     sdk_call = aws.emulator.calls("GetCallerIdentity")[-1]
     assert sdk_call.access_key_id != aws.user.access_key_id  # the MFA session's keys
     assert "warning" not in result.stderr
