@@ -325,7 +325,8 @@ def _check_code_source(
             findings.append(Finding(check, OK, "mfa_process printed a six-digit code"))
         return
     try:
-        stored = _seed_stored(serial, environ, keystore, online) if backend_ok else False
+        no_keyring = not online and not backend_ok  # configured to have none
+        stored = False if no_keyring else _seed_stored(serial, environ, keystore, online)
     except os_keyring.KeyringFailed as exc:
         findings.append(Finding(check, FAIL, exc.message, exc.hint))
         return

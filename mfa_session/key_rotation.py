@@ -89,7 +89,7 @@ def rotate(
                     held = place.restore(*before, old_created)
                     if held != before:
                         raise _store_unsettled(
-                            exc, held, new.access_key_id, old, where, mfa.name
+                            exc, held, (new.access_key_id, secret), old, where, mfa.name
                         ) from None
                 raise _rolled_back(exc, iam, created, old, mfa.name) from None
     say(f"stored {new.access_key_id} in {where}, in place of {old}")
@@ -199,21 +199,26 @@ def _wait_until_accepted(
 def _store_unsettled(
     failure: BaseException,
     held: tuple[str, str] | None,
-    new: str,
+    new_keys: tuple[str, str],
     old: str,
     where: str,
     profile: str,
 ) -> MfaSessionError:
     """The store failed and the old key is not back in its place: nothing is deleted."""
-    reason = "interrupted" if isinstance(failure, KeyboardInterrupt) else _reason(failure)
-    if held is not None and held[0] == new:
-        return IamError(
+    kind: type[MfaSessionError] = IamError
+    if isinstance(failure, KeyboardInterrupt):
+        reason, kind = "interrupted", Interrupted
+    else:
+        reason = _reason(failure)
+    new = new_keys[0]
+    if held == new_keys:  # whole: the secret too
+        return kind(
             f"rotation stopped ({reason}) after the new key {new} was stored in {where}; it "
             f"works, and the old key {old} was not deleted",
             hint=f"delete it: mfa-session exec --profile {profile} -- aws iam "
             f"delete-access-key --access-key-id {old}",
         )
-    return IamError(
+    return kind(
         f"rotation stopped ({reason}) while storing the new key {new}, and {old} could not be "
         f"put back: {where} holds neither as it was. Both keys still exist at AWS; neither "
         "was deleted",

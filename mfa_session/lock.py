@@ -77,9 +77,8 @@ class HolderState:
 
 
 class DeviceLock:
-    """``with DeviceLock(...) as lock:`` serialises a device; ``lock.doing(...)`` tells
-    waiters what the holder is doing, with how long that step may take (0: unbounded).
-    ``purpose`` names the session the holder makes (its cache key's digest)."""
+    """``with DeviceLock(...) as lock:`` serialises a device for the session ``purpose``
+    names; ``lock.doing(...)`` tells waiters what the holder does, and for how long."""
 
     def __init__(
         self, folder: CacheFolder, serial: str, tell: Callable[[str], None], purpose: str = ""

@@ -25,6 +25,7 @@ from mfa_session.errors import CodeError, redact
 
 SERVICE = "mfa-session"
 DEFAULT_TIMEOUT = 60.0  # a person may be typing the keyring's password in a dialog
+NO_BACKENDS = ("keyring.backends.fail.Keyring", "keyring.backends.null.Keyring")
 
 NO_BACKEND_HINT = (
     "on a desktop, unlock or install a keyring (GNOME Keyring, KWallet, KeePassXC, macOS "
@@ -153,9 +154,6 @@ def call(
     return Answer(backend, results)
 
 
-NO_BACKENDS = ("keyring.backends.fail.Keyring", "keyring.backends.null.Keyring")
-
-
 def configured_backend(environ: Mapping[str, str]) -> str | None:
     """The backend PYTHON_KEYRING_BACKEND or keyring's keyringrc.cfg names, read without
     loading keyring or any backend (doctor --offline); None when neither names one."""
@@ -165,11 +163,11 @@ def configured_backend(environ: Mapping[str, str]) -> str | None:
     import configparser
     from pathlib import Path
 
-    home = Path(environ.get("HOME") or Path.home())
-    config_home = Path(environ.get("XDG_CONFIG_HOME") or home / ".config")
+    from keyring.util.platform_ import config_root  # where keyring looks; loads no backend
+
     parser = configparser.RawConfigParser()
     try:
-        parser.read(config_home / "python_keyring" / "keyringrc.cfg")
+        parser.read(Path(config_root()) / "keyringrc.cfg")
         return parser.get("backend", "default-keyring", fallback="").strip() or None
     except (configparser.Error, UnicodeDecodeError):
         return None

@@ -38,6 +38,7 @@ class EndpointClientFiles:
 
 
 def endpoint_client_files(environ: Mapping[str, str]) -> EndpointClientFiles:
+    """What the default profile of the files the environment names makes necessary."""
     from mfa_session.config import AwsFiles
 
     files = AwsFiles(environ)
@@ -60,4 +61,5 @@ def endpoint_client_files(environ: Mapping[str, str]) -> EndpointClientFiles:
 
 
 def _sources(settings: Mapping[str, str]) -> list[str]:
+    """The settings by which a profile gives SDKs credentials of its own."""
     return [name for name in CREDENTIAL_SETTINGS if (settings.get(name) or "").strip()]

@@ -260,19 +260,22 @@ def open_in_browser(url: str) -> None:
 
 @contextlib.contextmanager
 def _streams_to_devnull() -> Iterator[None]:
-    """Launchers (xdg-open, a text browser, a browser's own logging) inherit our standard
-    streams and print their command line, the URL, when they fail: give them /dev/null
-    instead. A text browser, which would need the terminal, then fails: --print is for it."""
+    """Give launchers /dev/null for our standard streams: when they fail, xdg-open and the
+    like print their command line, which holds the URL."""
     sys.stdout.flush()
     sys.stderr.flush()
-    saved = [os.dup(fd) for fd in STANDARD_STREAMS]
     devnull = os.open(os.devnull, os.O_RDWR)
+    saved: dict[int, int] = {}
     try:
         for fd in STANDARD_STREAMS:
+            try:
+                saved[fd] = os.dup(fd)
+            except OSError:  # closed (a daemon, `<&-`): nothing there to hide
+                continue
             os.dup2(devnull, fd)
         yield
     finally:
-        for fd, copy in zip(STANDARD_STREAMS, saved, strict=True):
+        for fd, copy in saved.items():
             os.dup2(copy, fd)
             os.close(copy)
         os.close(devnull)

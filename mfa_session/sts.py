@@ -159,8 +159,8 @@ def new_client(
     region = session.get_config_variable("region") or "us-east-1"
     options: dict[str, Any] = {}
     # botocore always reports a default retry_mode; only the user's own choice may win.
-    mode = (
-        session.get_scoped_config().get("retry_mode") or os.environ.get("AWS_RETRY_MODE") or ""
+    mode = (  # as botocore ranks them: the environment, then the profile
+        os.environ.get("AWS_RETRY_MODE") or session.get_scoped_config().get("retry_mode") or ""
     ).strip() or "standard"
     wanted = attempts or _configured_attempts(session, mode)
     tries, per_attempt = attempts_within(budget, wanted, mode)
@@ -191,17 +191,21 @@ def new_client(
 
 
 def attempts_within(budget: float, wanted: int, mode: str = "standard") -> tuple[int, float]:
-    """How many attempts fit in ``budget`` seconds, each with time for a connection and
-    an answer, after the longest backoff botocore may sleep between them (up to 2^n s
-    before retry n+1; standard mode stops at 20 s); and the time of each attempt.
-    Fewer attempts than the user's max_attempts rather than a budget overrun."""
-    cap = MAX_BACKOFF if mode != "legacy" else float("inf")
+    """How many attempts, and how long each, fit in ``budget`` with botocore's longest
+    pauses between them: fewer than the user wanted rather than an overrun."""
     for tries in range(max(1, wanted), 1, -1):
-        backoff = sum(min(2.0**n, cap) for n in range(tries - 1))
+        backoff = sum(longest_backoff(attempt, mode) for attempt in range(1, tries))
         per_attempt = (budget - backoff) / tries
         if per_attempt >= MIN_ATTEMPT_SECONDS:
             return tries, per_attempt
     return 1, budget
+
+
+def longest_backoff(failed_attempts: int, mode: str) -> float:
+    """The longest sleep botocore takes after that many failed attempts: the random factor
+    at 1 and the throttling scale (1 s); the standard mode stops at 20 s."""
+    delay = 2.0 ** (failed_attempts - 1)
+    return delay if mode == "legacy" else min(delay, MAX_BACKOFF)
 
 
 def _configured_attempts(session: Any, mode: str) -> int:

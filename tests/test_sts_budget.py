@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mfa_session.sts import MAX_BACKOFF, MIN_ATTEMPT_SECONDS, attempts_within
+from mfa_session.sts import MIN_ATTEMPT_SECONDS, attempts_within, longest_backoff
 
 
 @pytest.mark.parametrize("mode", ["standard", "legacy"])
@@ -15,8 +15,7 @@ def test_attempts_and_their_worst_backoff_fit_in_the_budget(
 ) -> None:
     tries, per_attempt = attempts_within(budget, wanted, mode)
     assert 1 <= tries <= wanted
-    cap = MAX_BACKOFF if mode == "standard" else float("inf")
-    worst_backoff = sum(min(2.0**n, cap) for n in range(tries - 1))
+    worst_backoff = sum(longest_backoff(attempt, mode) for attempt in range(1, tries))
     assert tries * per_attempt + worst_backoff <= budget + 1e-9
     assert tries == 1 or per_attempt >= MIN_ATTEMPT_SECONDS
 
@@ -29,3 +28,27 @@ def test_the_default_budget_keeps_standard_modes_three_attempts() -> None:
 def test_a_tight_budget_drops_attempts_rather_than_overrun() -> None:
     assert attempts_within(6.0, 5, "legacy") == (2, 2.5)
     assert attempts_within(6.0, 6) == (2, 2.5)
+
+
+def test_the_longest_backoff_is_botocores_own() -> None:
+    """The bound, checked against botocore's code with its random factor at its maximum and
+    the throttling scale (the longest of its scales)."""
+    from botocore.retries.standard import ExponentialBackoff
+    from botocore.retryhandler import delay_exponential
+
+    class Throttled:
+        @staticmethod
+        def is_throttling_error_from_context(context: object) -> bool:
+            return True
+
+    class Context:
+        http_response = None
+
+        def __init__(self, attempt_number: int) -> None:
+            self.attempt_number = attempt_number
+
+    standard = ExponentialBackoff(random=lambda: 1.0, throttling_detector=Throttled())
+    for failed in range(1, 9):
+        assert longest_backoff(failed, "standard") == standard.delay_amount(Context(failed))
+        assert longest_backoff(failed, "legacy") == delay_exponential(1, 2, failed)
+    assert longest_backoff(8, "standard") == 20  # where standard mode stops

@@ -106,9 +106,8 @@ def start_server(
 def endpoint_client_variables(
     endpoint: CredentialServer, session: Session, environ: Mapping[str, str]
 ) -> dict[str, str]:
-    """What a client of the endpoint needs: its two variables, the profile's region, and no
-    credentials file whose default profile would win over the endpoint (said when the
-    config file has such a profile, which cannot be hidden)."""
+    """The endpoint's variables, the region, and what keeps [default] from winning over it
+    (see shadowing.py); warns of what cannot be hidden."""
     from mfa_session.shadowing import endpoint_client_files
 
     clients = endpoint_client_files(environ)

@@ -196,7 +196,7 @@ def test_a_silent_iam_keeps_to_the_sts_budget(aws: AwsHome) -> None:
     aws.emulator.sabotage_next("ListAccessKeys", "hang", times=5)
     started = time.monotonic()
     status, document = doctor(aws, "--profile", "alice", env={"MFA_SESSION_STS_TIMEOUT": "2"})
-    assert time.monotonic() - started < 8
+    assert time.monotonic() - started < 12  # IAM alone would take its fixed 30 s
     assert status == 0, document
     assert statuses(document)["STS (alice)"] == "ok"
     assert [c["call"] for c in calls(aws)].count("ListAccessKeys") >= 1
