@@ -382,6 +382,22 @@ def test_debug_output_holds_no_secret(signin: AwsHome, admin: Role) -> None:
     assert_secrets_kept(aws, result.stderr)
 
 
+def test_debug_output_of_a_failure_without_mfa_holds_no_secret(
+    signin: AwsHome, tmp_path: Path
+) -> None:
+    """The federation path, failing late (the browser), with --debug's traceback."""
+    failing = tmp_path / "failing-browser"
+    failing.write_text('#!/bin/sh\necho "cannot open $1" >&2\nexit 3\n')
+    failing.chmod(0o700)
+    result = signin.run(
+        "--debug", "login", "--profile", "alice", "--without-mfa", env={"BROWSER": str(failing)}
+    )
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "getSigninToken at " in result.stderr
+    assert "SigninToken=" not in result.stderr and "Action=login" not in result.stderr
+    assert_secrets_kept(signin, result.stdout, result.stderr)
+
+
 @pytest.mark.parametrize(
     ("args", "env", "status", "fragment"),
     [

@@ -666,9 +666,10 @@ def test_serve_output_is_evaluated_by_the_shells(aws: AwsHome, shell: str) -> No
     script = f"{text}\n{AWS_CLI} sts get-caller-identity --query Arn --output text"
     argv = ["bash", "-c", script] if shell == "bash" else ["fish", "--no-config", "-c", script]
     result = aws.run_command(argv, env=stale)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal.SIGTERM if shell == "bash" else signal.SIGHUP)  # both stop it
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
+    assert stderr.rstrip().endswith("mfa-session: stopped")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == aws.user.arn
     assert len(aws.gst_calls()) == 1
