@@ -29,6 +29,7 @@ from mfa_session.errors import (
     Interrupted,
     MfaSessionError,
     UsageError,
+    sensitive,
 )
 from mfa_session.iam import (
     MAX_MFA_DEVICES,
@@ -117,7 +118,7 @@ class _Enrollment:
 
         # The profile may not have a device yet: an empty serial is enough to sign calls.
         mfa = MfaProfile(self.profile, self.keys, "")
-        arn = Sts(mfa).caller_arn(None)
+        arn = Sts(mfa, time_budget(self.environ)).caller_arn(None)
         account = arn.split(":")[4]
         if arn.endswith(":root"):
             self.say(root_guidance(self.profile.name, account, self.files.config_path))
@@ -217,7 +218,7 @@ class _Enrollment:
             self.backend = seeds.store_seed(device.serial, device.seed, self.environ)
             # The previous and the current code: consecutive, and no wait for a new step.
             step = int(time.time() // STEP_SECONDS)
-            first, second = (totp.at(s * STEP_SECONDS) for s in (step - 1, step))
+            first, second = (sensitive(totp.at(s * STEP_SECONDS)) for s in (step - 1, step))
             iam.enable(user_name, device.serial, first, second)
             return AcceptedCode(step, code_digest(device.serial, second))
         if self.terminal is None:
@@ -357,7 +358,7 @@ def _ask_code(terminal: Terminal, question: str) -> str:
     for _ in range(TYPED_TRIES):
         answer = terminal.ask(question).strip()
         if SIX_DIGITS.fullmatch(answer):
-            return answer
+            return sensitive(answer)
         terminal.say("a code is six digits")
     raise CodeError("no six-digit code was typed")
 

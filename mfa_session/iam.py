@@ -99,7 +99,7 @@ class Iam:
         seed = device["Base32StringSeed"]
         return NewDevice(
             serial=str(device["SerialNumber"]),
-            seed=seed.decode("ascii") if isinstance(seed, bytes) else str(seed),
+            seed=sensitive(seed.decode("ascii") if isinstance(seed, bytes) else str(seed)),
             qr_png=bytes(device.get("QRCodePNG") or b""),
         )
 

@@ -325,7 +325,7 @@ def console_login(
             "the console session has no MFA, so policies that demand MFA deny there "
             "(a role keeps MFA: --role-arn)"
         )
-        credentials, identity = _federation_session(plan.mfa, request.duration)
+        credentials, identity = _federation_session(plan.mfa, request.duration, environ)
         session_duration = None
     else:
         credentials = _role_session(request, environ)
@@ -375,10 +375,12 @@ def _console_duration(credentials: Credentials, asked: int | None) -> int | None
     return max(MIN_CONSOLE_SESSION, min(left, asked or left, MAX_CONSOLE_SESSION))
 
 
-def _federation_session(mfa: MfaProfile, duration: int | None) -> tuple[Credentials, str]:
-    from mfa_session.sts import Sts
+def _federation_session(
+    mfa: MfaProfile, duration: int | None, environ: Mapping[str, str]
+) -> tuple[Credentials, str]:
+    from mfa_session.sts import Sts, time_budget
 
-    sts = Sts(mfa)
+    sts = Sts(mfa, time_budget(environ))
     name = _federated_name(sts.user_name(None))
     try:
         credentials = sts.get_federation_token(
