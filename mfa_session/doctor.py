@@ -397,19 +397,19 @@ def _check_sts(mfa: MfaProfile, environ: Mapping[str, str]) -> list[Finding]:
     the Date of its answer tells this clock's skew (SigV4 and TOTP both need the clock)."""
     from botocore.exceptions import ClientError
 
+    from mfa_session.deadline import within
     from mfa_session.sts import new_client, time_budget, transport_error
 
     check = f"STS ({mfa.name})"
+    budget = min(_STS_CHECK_SECONDS, time_budget(environ))
     try:
-        client: Any = new_client(
-            mfa, None, "sts", budget=min(_STS_CHECK_SECONDS, time_budget(environ))
-        )
+        client: Any = new_client(mfa, None, "sts", budget=budget)
     except MfaSessionError as exc:
         return [Finding(check, FAIL, exc.message, exc.hint)]
     endpoint = client.meta.endpoint_url
     found: list[Finding] = []
     try:
-        response: dict[str, Any] = client.get_caller_identity()
+        response: dict[str, Any] = within(budget, client.get_caller_identity)
         found.append(
             Finding(check, OK, f"the keys work ({response.get('Arn')}); STS at {endpoint} answers")
         )

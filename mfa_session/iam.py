@@ -6,10 +6,12 @@ keys or, when the user already has an active device, with an MFA session.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from mfa_session.config import MfaProfile
 from mfa_session.credentials import Credentials
+from mfa_session.deadline import within
 from mfa_session.debug import debug
 from mfa_session.errors import IamError, sensitive
 from mfa_session.sts import (
@@ -84,6 +86,7 @@ class Iam:
         # One attempt per call: a retried create or enable that had in fact succeeded
         # would fail as "already exists" and hide what happened.
         self._client: BaseClient = new_client(mfa, via, "iam", attempts=1, budget=budget)
+        self._budget = budget
         self._mfa = mfa
 
     def mfa_devices(self, user_name: str) -> list[str]:
@@ -140,7 +143,9 @@ class Iam:
     def _call(self, operation: str, action: str, **arguments: Any) -> dict[str, Any]:
         debug("IAM %s", action)
         try:
-            response: dict[str, Any] = getattr(self._client, operation)(**arguments)
+            response: dict[str, Any] = within(
+                self._budget, functools.partial(getattr(self._client, operation), **arguments)
+            )
         except Exception as exc:
             translated = self._translate(exc, action, arguments)
             if translated is None:

@@ -29,6 +29,7 @@ from urllib.parse import quote_plus, urlencode, urlsplit
 from mfa_session import __version__, environment
 from mfa_session.config import CHAINED_ROLE_LIMIT, AwsFiles, MfaProfile
 from mfa_session.credentials import Credentials, utc_now
+from mfa_session.deadline import Overrun, within
 from mfa_session.debug import debug
 from mfa_session.errors import ConfigError, MfaSessionError, StsError, UsageError, sensitive
 
@@ -212,12 +213,16 @@ def request_signin_token(
         opener = urllib.request.build_opener(
             urllib.request.HTTPSHandler(context=_tls_context(ca_bundle)), _NoRedirect()
         )
-        with opener.open(request, timeout=timeout) as response:
-            body = _read_bounded(response, deadline)
+
+        def exchange() -> bytes:
+            with opener.open(request, timeout=timeout) as response:
+                return _read_bounded(response, deadline)
+
+        body = within(timeout, exchange)  # urllib's timeout bounds each read, not the answer
     except urllib.error.HTTPError as exc:
         exc.close()
         raise _status_error(exc.code, endpoint) from None
-    except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError is an OSError
+    except (OSError, http.client.HTTPException, ValueError, Overrun) as exc:  # URLError: OSError
         # Never shown: urllib's texts may quote the request's URL, which holds the secret key.
         raise _transport_error(exc, endpoint, timeout) from None
     try:
@@ -498,7 +503,7 @@ def _transport_error(exc: Exception, endpoint: str, timeout: float) -> SigninErr
     reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
     where = _where(endpoint)
     network = "check the network and HTTPS_PROXY / NO_PROXY"
-    if isinstance(reason, TimeoutError):
+    if isinstance(reason, TimeoutError | Overrun):
         return SigninError(f"{where} did not answer within {timeout:g} s", hint=network)
     if isinstance(reason, ssl.SSLError):
         return SigninError(

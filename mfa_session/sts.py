@@ -11,6 +11,7 @@ read timeouts and retries together stay within it.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from mfa_session import environment
 from mfa_session.config import MfaProfile, RoleHop
 from mfa_session.credentials import Credentials, utc_now
+from mfa_session.deadline import Overrun, within
 from mfa_session.debug import debug
 from mfa_session.errors import (
     CodeSpentUnseen,
@@ -126,7 +128,9 @@ class Sts:
     ) -> dict[str, Any]:
         client = self._client(via)
         try:
-            response: dict[str, Any] = getattr(client, operation)(**arguments)
+            response: dict[str, Any] = within(
+                self.budget, functools.partial(getattr(client, operation), **arguments)
+            )
         except Exception as exc:
             translated = _translate(exc, self.mfa, client, hop, operation)
             if translated is None:
@@ -303,7 +307,8 @@ def transport_error(
             f"cannot reach {service} at {endpoint} through the proxy",
             hint="check HTTPS_PROXY / NO_PROXY",
         )
-    if isinstance(exc, botocore_errors.ConnectTimeoutError | botocore_errors.ReadTimeoutError):
+    timeouts = (botocore_errors.ConnectTimeoutError, botocore_errors.ReadTimeoutError, Overrun)
+    if isinstance(exc, timeouts):
         return StsError(
             f"cannot reach {service} at {endpoint}: no answer in time",
             hint=f"check the network and HTTPS_PROXY; {environment.STS_TIMEOUT} sets the "

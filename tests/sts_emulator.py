@@ -363,7 +363,7 @@ class HttpResponse:
     request_id: str
     content_type: str = "text/xml"
     location: str | None = None  # a redirect's target
-    sabotage: str | None = None  # "drop" or "hang": how the HTTP layer fails to answer
+    sabotage: str | None = None  # "drop", "hang" or "drip": how the HTTP layer fails
 
 
 @dataclass(frozen=True)
@@ -603,12 +603,14 @@ def _api(params: Mapping[str, str]) -> tuple[str, str]:
 
 
 # Answer faults (sabotage_next): what a broken or TLS-intercepting proxy does to an answer.
-SABOTAGE = ("truncate", "malformed", "missing-field", "expired", "drop", "hang")
+SABOTAGE = ("truncate", "malformed", "missing-field", "expired", "drop", "hang", "drip")
 HANG_LIMIT = 600.0  # a hanging answer ends by itself after this, or at release/stop
+DRIP_PAUSE = 0.5  # "drip": the answer comes a byte at a time, each within any read timeout
 
 
 def _sabotaged(body: str, kind: str) -> str:
-    """The answer as a broken proxy would pass it on; "drop" and "hang" happen in HTTP."""
+    """The answer as a broken proxy would pass it on; "drop", "hang" and "drip" happen in
+    HTTP."""
     if kind == "truncate":
         return body[: max(1, body.find("</SessionToken>"))]  # cut just after the secrets
     if kind == "malformed":
@@ -831,13 +833,16 @@ class _ConsoleSignin:
     def _federation_answer(
         self, action: str, params: Mapping[str, str], request_id: str
     ) -> HttpResponse:
-        """An injected fault's answer (before or after the action), or the action's."""
+        """An injected fault's answer (before or after the action), or the action's; of the
+        sabotages, only "drip" applies here."""
         fault = self._take_fault(action) if action else None
         if fault is not None and not fault.after:
             raise _FederationAnswer(fault.status, fault.message, fault.code)
         response = self._federation_action(action, params, request_id)
         if fault is not None:
             raise _FederationAnswer(fault.status, fault.message, fault.code)
+        if action and self._take_sabotage(action) == "drip":
+            return replace(response, sabotage="drip")
         return response
 
     def _federation_action(
@@ -1472,6 +1477,10 @@ class StsEmulator(_ConsoleSignin, _AccessKeys):
     def wait_for_release(self, limit: float) -> None:
         self._release.wait(limit)
 
+    def released(self, wait: float) -> bool:
+        """After up to ``wait`` s: whether hanging and dripping answers were let go."""
+        return self._release.wait(wait)
+
     def _record(self, arrival: int, call: Call) -> None:
         with self._state.lock:
             self._state.calls.append((arrival, call))
@@ -2053,7 +2062,18 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.send_header("Location", response.location)
         self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
-        self.wfile.write(response.body)
+        if response.sabotage != "drip":
+            self.wfile.write(response.body)
+            return
+        for index in range(len(response.body)):  # until the whole answer or a release
+            try:
+                self.wfile.write(response.body[index : index + 1])
+                self.wfile.flush()
+            except OSError:
+                return  # the client gave up
+            if server.emulator.released(DRIP_PAUSE):
+                self.close_connection = True
+                return
 
 
 # --------------------------------------------------------------------------- command line

@@ -214,6 +214,26 @@ def test_silent_sts_is_given_up_within_the_budget(aws: AwsHome, retries: dict[st
     assert 1 <= len(aws.gst_calls()) <= 3
 
 
+def test_an_answer_that_trickles_in_is_given_up_within_the_budget(aws: AwsHome) -> None:
+    """Each byte comes within any read timeout, so only a deadline on the whole call ends
+    it: a proxy that passes answers on a byte at a time must not hold a call for minutes."""
+    aws.emulator.sabotage_next("GetSessionToken", "drip", times=3)
+    started = time.monotonic()
+    result = aws.run(
+        "credential-process",
+        "--profile",
+        "alice",
+        "--token-code",
+        aws.code(),
+        env={"MFA_SESSION_STS_TIMEOUT": "3"},
+    )
+    elapsed = time.monotonic() - started
+    assert_clean_error(result, f"cannot reach STS at {aws.emulator.url}: no answer in time")
+    assert elapsed < 3 + 4, elapsed
+    assert_nothing_secret(aws, result.stderr)
+    assert no_sessions(aws)
+
+
 def test_twelve_processes_behind_a_silent_sts_all_end_within_45_s(aws: AwsHome) -> None:
     """The holder gives up after the default 30 s; the waiters fail at once with its reason
     instead of each waiting 30 s more (or 300 s for the lock)."""

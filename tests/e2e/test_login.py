@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -344,6 +345,19 @@ def test_endpoint_errors_are_one_clean_line(
         result, f"the AWS sign-in endpoint at {signin.emulator.url}/federation {message}"
     )
     assert body not in result.stderr.split("\n", 1)[-1]
+    assert_secrets_kept(signin, result.stderr)
+
+
+def test_a_sign_in_token_that_trickles_in_is_given_up_in_time(signin: AwsHome) -> None:
+    """urllib's timeout bounds each read; the whole exchange has its own deadline."""
+    signin.emulator.sabotage_next("getSigninToken", "drip")
+    started = time.monotonic()
+    result = login(signin, "--profile", "alice", "--without-mfa", "--print")
+    assert time.monotonic() - started < 10 + 5  # signin.TIMEOUT, and the rest of the login
+    assert_clean_failure(
+        result, f"the AWS sign-in endpoint at {signin.emulator.url}/federation did not answer"
+    )
+    assert result.stdout == ""
     assert_secrets_kept(signin, result.stderr)
 
 
