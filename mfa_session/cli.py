@@ -123,7 +123,9 @@ def run(arguments: list[str], environ: Mapping[str, str]) -> int:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        detail = " ".join(str(exc).split())[:200]
+        from mfa_session.errors import redact
+
+        detail = " ".join(redact(str(exc)).split())[:200]  # redacted before it is reshaped
         _error(
             f"unexpected {type(exc).__name__}" + (f": {detail}" if detail else ""),
             "re-run with --debug to see where",

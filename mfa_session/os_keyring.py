@@ -247,10 +247,13 @@ def _serve() -> int:
     except Exception as exc:  # backends raise their own types (locked, D-Bus, gpg, ...)
         import keyring.errors
 
-        message = " ".join(str(exc).split())
+        message = str(exc)
+        for _, _, value in request.get("operations", []):  # a backend may quote what it got
+            if isinstance(value, str) and value:
+                message = message.replace(value, "[redacted]")
         answer["error"] = {
             "type": type(exc).__name__,
-            "message": message,
+            "message": " ".join(message.split()),  # flattened only once nothing secret is left
             "no_backend": isinstance(exc, keyring.errors.NoKeyringError),
         }
     sys.stdout.write(json.dumps(answer))

@@ -53,6 +53,7 @@ def parse_seed(secret: str, origin: str) -> Any:
                 hint="check that the URI is the one for your AWS MFA device",
             )
         _check_base32(totp.secret.upper(), origin, hint)
+        sensitive(totp.secret)  # the seed alone, as it may be quoted apart from its URI
         return totp
     groups = secret.split()
     if len(groups) > 1 and (

@@ -731,3 +731,25 @@ def test_a_broken_credentials_file_is_named_without_its_secret_even_with_debug(
         assert f"cannot parse {aws.credentials}: line" in result.stderr
         assert aws.user.secret_access_key not in result.stderr + result.stdout
         assert ("Traceback" in result.stderr) == bool(debug)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "otpauth://totp/AWS:alice?secret={head}\n{tail}&issuer=AWS",  # wrapped when pasted
+        "otpauth://totp/AWS:alice?secret={head}\r\n{tail}&issuer=AWS",  # from a Windows copy
+    ],
+    ids=["wrapped", "wrapped-crlf"],
+)
+def test_a_keyring_error_quoting_an_odd_seed_uri_shows_no_seed(aws: AwsHome, uri: str) -> None:
+    """The backend's error quotes what it was given; whitespace in it (flattened for the
+    one-line error) must not let the seed slip past the filter."""
+    aws.use_failing_keyring("RaisingOnWrite")
+    seed = aws.device.seed
+    text = uri.format(head=seed[:20], tail=seed[20:])
+    for debug in ([], ["--debug"]):
+        result = aws.run(*debug, "totp", "set", "--profile", "alice", input=text + "\n")
+        assert result.returncode == 1
+        assert "the keyring (tests.keyring_backends.RaisingOnWrite) failed" in result.stderr
+        for part in (seed[:20], seed[20:], seed):
+            assert part not in result.stdout + result.stderr
