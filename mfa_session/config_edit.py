@@ -9,9 +9,10 @@ endings and mode, save a backup first and replace the file atomically.
 
 from __future__ import annotations
 
+import errno
 import io
+import os
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from configupdater import ConfigUpdater
 
 KEY = "mfa_serial"
+SECRET_KEYS = ("aws_secret_access_key", "aws_session_token")  # never copied into a backup
 
 
 def section_name(profile: str) -> str:
@@ -90,23 +92,42 @@ class ConfigEdit:
         return result
 
     def apply(self, serial: str | None, backup_first: bool = True) -> str | None:
-        """Write the change (after a backup of the old file, unless told not to: the file
-        may hold secrets); returns the backup's path. The file is read again: edits made
-        meanwhile (minutes may pass) are kept."""
-        text = self.text_with(serial, _read(self.path))
+        """Write the change after a private backup of the old file, unless told not to or
+        the file holds a secret (a backup would be a copy nobody removes); returns the
+        backup's path. The file is read again: edits made meanwhile are kept."""
+        original = _read(self.path)
+        text = self.text_with(serial, original)
         backup = None
         path = Path(self.path)
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if path.exists() and backup_first:
-                stamp = time.strftime("%Y%m%dT%H%M%S")
-                backup = f"{self.path}.{stamp}.bak"
-                shutil.copy2(self.path, backup)
+            if path.exists() and backup_first and not _holds_secret(original, self.path):
+                backup = _write_backup(self.path, original)
             mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
             atomic_write(self.path, text, mode=mode, newline="")
         except OSError as exc:
             raise ConfigError(f"cannot write {self.path}: {exc.strerror}") from exc
         return backup
+
+
+def _holds_secret(text: str, path: str) -> bool:
+    sections = settings_of(text, path).values()
+    return any(key in SECRET_KEYS for settings in sections for key in settings)
+
+
+def _write_backup(path: str, text: str) -> str:
+    """A new 0600 file beside ``path`` (never over another backup) holding ``text``."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    for number in range(1000):
+        backup = f"{path}.{stamp}{f'.{number}' if number else ''}.bak"
+        try:
+            descriptor = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue
+        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        return backup
+    raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), f"{path}.{stamp}.bak")
 
 
 def _read(path: str) -> str:

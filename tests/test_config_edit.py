@@ -96,8 +96,19 @@ def test_backup_first_and_the_files_mode_kept(tmp_path: Path) -> None:
     path.chmod(0o640)
     backup = change.apply(SERIAL)
     assert backup is not None and Path(backup).read_text() == USER_CONFIG
+    assert stat.S_IMODE(Path(backup).stat().st_mode) == 0o600  # private, whatever the umask
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_file_holding_a_secret_key_gets_no_backup(tmp_path: Path) -> None:
+    """A backup would be a copy of the secret that nobody removes (keys import would
+    take the key out of the config, not out of the backup)."""
+    with_keys = USER_CONFIG + "aws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = s3cr3t\n"
+    path, change = edit(tmp_path, with_keys)
+    assert change.apply(SERIAL) is None
+    assert [p.name for p in tmp_path.iterdir()] == ["config"]
+    assert SERIAL in path.read_text() and "s3cr3t" in path.read_text()
 
 
 def test_a_file_that_does_not_parse_is_refused_before_any_change(tmp_path: Path) -> None:
