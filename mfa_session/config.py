@@ -122,7 +122,16 @@ class Profile:
     def static_keys(self, where: str = "") -> StaticKeys | None:
         key_id, secret = self.get("aws_access_key_id"), self.get("aws_secret_access_key")
         if key_id and secret:
-            return StaticKeys(key_id, sensitive(secret), where)
+            sensitive(secret)
+            if _looks_like_a_secret(key_id):  # never shown, cached or sent as an id
+                sensitive(key_id)
+                raise ConfigError(
+                    f"the aws_access_key_id of profile {self.name!r} in {where or 'its file'} "
+                    "looks like a secret access key, not a key id",
+                    hint="did you swap the two values? A key id starts with AKIA; the secret "
+                    "is the 40-character one",
+                )
+            return StaticKeys(key_id, secret, where)
         return None
 
     @property
@@ -486,6 +495,11 @@ def _known_profiles_hint(names: list[str]) -> str:
         return "no profiles are configured; see 'docs/configuration.md'"
     shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
     return f"known profiles: {shown}"
+
+
+def _looks_like_a_secret(key_id: str) -> bool:
+    """Key ids are capitals and digits; secrets are 40 characters of mixed case, / and +."""
+    return "/" in key_id or "+" in key_id or (len(key_id) >= 30 and key_id != key_id.upper())
 
 
 def profile_of_section(section: str) -> str | None:

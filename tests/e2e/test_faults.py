@@ -753,3 +753,30 @@ def test_a_keyring_error_quoting_an_odd_seed_uri_shows_no_seed(aws: AwsHome, uri
         assert "the keyring (tests.keyring_backends.RaisingOnWrite) failed" in result.stderr
         for part in (seed[:20], seed[20:], seed):
             assert part not in result.stdout + result.stderr
+
+
+def test_a_secret_given_as_the_key_id_is_never_shown_or_written(aws: AwsHome) -> None:
+    """The two values swapped in ~/.aws/credentials: the 'key id' is the secret, and it
+    must not be printed as an id, put in a cache key or a record, or sent to STS."""
+    secret = aws.user.secret_access_key
+    aws.credentials.write_text(
+        f"[alice]\naws_access_key_id = {secret}\n"
+        f"aws_secret_access_key = {aws.user.access_key_id}\n"
+    )
+    code = aws.code()
+    outputs = []
+    for args in (
+        ["credential-process", "--profile", "alice", "--token-code", code],
+        ["--debug", "credential-process", "--profile", "alice", "--token-code", code],
+        ["status"],
+        ["status", "--json"],
+        ["doctor", "--json"],
+        ["export", "--profile", "alice", "--token-code", code],
+        ["keys", "import", "--profile", "alice"],
+    ):
+        result = aws.run(*args)
+        outputs += [result.stdout, result.stderr]
+        assert secret not in result.stdout + result.stderr, args
+    assert any("looks like a secret access key, not a key id" in text for text in outputs)
+    assert aws.emulator.calls() == []
+    assert aws.files_holding(secret) == [aws.credentials]
