@@ -59,7 +59,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             super().__init__(*args, **kwargs)
 
         def error(self, message: str) -> NoReturn:
-            raise UsageError(message, hint=f"see '{self.prog} --help'")
+            raise UsageError(_without_values(message), hint=f"see '{self.prog} --help'")
 
     parser = Parser(prog=PROG, description="One MFA code, shared by every AWS tool.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -74,6 +74,21 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         if only is None or only == name:
             command_module(name).add_parser(commands, common)
     return parser
+
+
+def _without_values(message: str) -> str:
+    """argparse quotes unrecognized words whole: a mistyped --token-code would show its
+    code. Name the options only."""
+    prefix = "unrecognized arguments: "
+    if not message.startswith(prefix):
+        return message
+    words = message[len(prefix) :].split()
+    options = [word.split("=", 1)[0] for word in words if word.startswith("-")]
+    if options == words:
+        return message
+    hidden = sum(1 for word in words if not word.startswith("-") or "=" in word)
+    values = f"{hidden} value{'s' if hidden != 1 else ''}, not shown"
+    return prefix + (f"{' '.join(options)} ({values})" if options else values)
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

@@ -760,8 +760,7 @@ def test_a_secret_given_as_the_key_id_is_never_shown_or_written(aws: AwsHome) ->
     must not be printed as an id, put in a cache key or a record, or sent to STS."""
     secret = aws.user.secret_access_key
     aws.credentials.write_text(
-        f"[alice]\naws_access_key_id = {secret}\n"
-        f"aws_secret_access_key = {aws.user.access_key_id}\n"
+        f"[alice]\naws_access_key_id = {secret}\naws_secret_access_key = {aws.user.access_key_id}\n"
     )
     code = aws.code()
     outputs = []
@@ -780,3 +779,12 @@ def test_a_secret_given_as_the_key_id_is_never_shown_or_written(aws: AwsHome) ->
     assert any("looks like a secret access key, not a key id" in text for text in outputs)
     assert aws.emulator.calls() == []
     assert aws.files_holding(secret) == [aws.credentials]
+
+
+def test_a_mistyped_option_does_not_echo_the_code_given_with_it(aws: AwsHome) -> None:
+    code = aws.code()
+    for args in (["--tokencode", code], [f"--tokencode={code}"], ["--token", "code", code]):
+        result = aws.run("export", "--profile", "alice", *args)
+        assert result.returncode == 2
+        assert "unrecognized arguments: " in result.stderr and "not shown" in result.stderr
+        assert code not in result.stdout + result.stderr, args
