@@ -191,6 +191,15 @@ def test_an_unreadable_iam_answer_during_enroll_keeps_the_seed_secret(
 # ------------------------------------------------------------------ STS that is silent
 
 
+def timed_session(aws: AwsHome, env: dict[str, str]) -> tuple[Result, float]:
+    """alice's session with the current code, and the seconds it took."""
+    started = time.monotonic()
+    result = aws.run(
+        "credential-process", "--profile", "alice", "--token-code", aws.code(), env=env
+    )
+    return result, time.monotonic() - started
+
+
 @pytest.mark.parametrize(
     "retries",
     [{}, {"AWS_RETRY_MODE": "legacy"}, {"AWS_MAX_ATTEMPTS": "6"}],
@@ -199,16 +208,7 @@ def test_an_unreadable_iam_answer_during_enroll_keeps_the_seed_secret(
 def test_silent_sts_is_given_up_within_the_budget(aws: AwsHome, retries: dict[str, str]) -> None:
     """The budget holds whatever retries the user configured: fewer attempts, not more time."""
     aws.emulator.sabotage_next("GetSessionToken", "hang", times=10)
-    started = time.monotonic()
-    result = aws.run(
-        "credential-process",
-        "--profile",
-        "alice",
-        "--token-code",
-        aws.code(),
-        env={"MFA_SESSION_STS_TIMEOUT": "6", **retries},
-    )
-    elapsed = time.monotonic() - started
+    result, elapsed = timed_session(aws, {"MFA_SESSION_STS_TIMEOUT": "6", **retries})
     assert_clean_error(result, f"cannot reach STS at {aws.emulator.url}: no answer in time")
     assert elapsed < 6 + 4, elapsed
     assert 1 <= len(aws.gst_calls()) <= 3
@@ -218,16 +218,7 @@ def test_an_answer_that_trickles_in_is_given_up_within_the_budget(aws: AwsHome) 
     """Each byte comes within any read timeout, so only a deadline on the whole call ends
     it: a proxy that passes answers on a byte at a time must not hold a call for minutes."""
     aws.emulator.sabotage_next("GetSessionToken", "drip", times=3)
-    started = time.monotonic()
-    result = aws.run(
-        "credential-process",
-        "--profile",
-        "alice",
-        "--token-code",
-        aws.code(),
-        env={"MFA_SESSION_STS_TIMEOUT": "3"},
-    )
-    elapsed = time.monotonic() - started
+    result, elapsed = timed_session(aws, {"MFA_SESSION_STS_TIMEOUT": "3"})
     assert_clean_error(result, f"cannot reach STS at {aws.emulator.url}: no answer in time")
     assert elapsed < 3 + 4, elapsed
     assert_nothing_secret(aws, result.stderr)
