@@ -6,6 +6,7 @@ with nothing lost and no secret shown."""
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -266,25 +267,40 @@ def test_fifty_cold_starts_make_one_call(aws: AwsHome) -> None:
     assert [call.outcome for call in aws.gst_calls()] == ["ok"]
 
 
-def waiter_behind(aws: AwsHome, *args: str) -> subprocess.Popen[str]:
-    """credential-process for alice without a terminal, started while another holds the lock."""
-    waiter = subprocess.Popen(
-        [MFA_SESSION, "credential-process", "--profile", "alice", *args],
-        env=aws.env,
-        cwd=aws.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    time.sleep(1.5)  # the waiter is polling the lock now
-    return waiter
+class Waiter:
+    """credential-process for alice without a terminal, started while another process
+    holds the device lock, and known to be waiting on it (it said so) before it returns."""
+
+    def __init__(self, aws: AwsHome, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [MFA_SESSION, "credential-process", "--profile", "alice", *args],
+            env=aws.env,
+            cwd=aws.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        assert self.process.stderr is not None
+        ready, _, _ = select.select([self.process.stderr], [], [], 20)
+        assert ready, "the waiter said nothing within 20 s"
+        self.said = self.process.stderr.readline()
+        assert "waiting: another mfa-session" in self.said, self.said
+
+    def communicate(self, timeout: float) -> tuple[str, str]:
+        """Its stdout and its whole stderr, the line read already included."""
+        stdout, stderr = self.process.communicate(timeout=timeout)
+        return stdout, self.said + stderr
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode
 
 
 def test_a_waiter_takes_over_when_the_holder_dies(aws: AwsHome) -> None:
     holder = aws.spawn("credential-process", "--profile", "alice", timeout=30)
     holder.expect_exact(f"MFA code for {aws.device.serial}")
-    waiter = waiter_behind(aws, "--token-code", aws.code())
+    waiter = Waiter(aws, "--token-code", aws.code())
     os.kill(holder.pid, signal.SIGKILL)
     started = time.monotonic()
     stdout, stderr = waiter.communicate(timeout=30)
@@ -302,13 +318,12 @@ def test_a_holders_failure_with_a_role_is_not_a_waiters_failure(aws: AwsHome) ->
     aws.env["MFA_SESSION_STS_TIMEOUT"] = "3"
     holder = aws.spawn("credential-process", "--profile", "alice", "--role-arn", role)
     holder.expect_exact(f"MFA code for {aws.device.serial}")
-    waiter = waiter_behind(aws)  # no code source of its own
+    waiter = Waiter(aws)  # no code source of its own
     holder.sendline(aws.code())
     holder.expect(pexpect.EOF)
     assert "cannot reach STS" in (holder.before or "")
     stdout, stderr = waiter.communicate(timeout=30)
     assert waiter.returncode == 0, stderr
-    assert "waiting: another mfa-session" in stderr  # it did wait behind the holder
     document = assert_process_json(Result(0, stdout, stderr))
     assert document["AccessKeyId"] == aws.emulator.sessions()[0].access_key_id
     assert len(aws.gst_calls()) == 1
@@ -319,7 +334,7 @@ def test_a_holders_own_code_failure_lets_a_waiter_use_its_own(aws: AwsHome) -> N
     failure, so a waiter given a code makes the session instead of failing with it."""
     holder = aws.spawn("credential-process", "--profile", "alice")
     holder.expect_exact(f"MFA code for {aws.device.serial}")
-    waiter = waiter_behind(aws, "--token-code", aws.code())
+    waiter = Waiter(aws, "--token-code", aws.code())
     for _ in range(3):  # the prompt's tries, each with a code long expired
         holder.sendline(aws.code(-10))
     holder.expect(pexpect.EOF)
@@ -327,7 +342,6 @@ def test_a_holders_own_code_failure_lets_a_waiter_use_its_own(aws: AwsHome) -> N
     assert holder.exitstatus == 1
     stdout, stderr = waiter.communicate(timeout=30)
     assert waiter.returncode == 0, stderr
-    assert "waiting: another mfa-session" in stderr  # it did wait behind the holder
     assert_process_json(Result(0, stdout, stderr))
     assert [call.outcome for call in aws.gst_calls()] == ["AccessDenied"] * 3 + ["ok"]
 
@@ -336,7 +350,7 @@ def test_a_holders_keyring_failure_is_every_waiters(aws: AwsHome) -> None:
     """A keyring that fails fails the waiters too (they would read the same one): at
     once, with the holder's reason, and no second attempt at it."""
     aws.use_failing_keyring("Hanging")
-    aws.env["MFA_SESSION_KEYRING_TIMEOUT"] = "3"
+    aws.env["MFA_SESSION_KEYRING_TIMEOUT"] = "5"  # time for the waiter to line up
     holder = subprocess.Popen(
         [MFA_SESSION, "credential-process", "--profile", "alice"],
         env=aws.env,
@@ -347,12 +361,12 @@ def test_a_holders_keyring_failure_is_every_waiters(aws: AwsHome) -> None:
         start_new_session=True,
     )
     aws.wait_for_lock_holder("reading the keyring")
-    waiter = waiter_behind(aws)
+    waiter = Waiter(aws)
     _, holder_stderr = holder.communicate(timeout=30)
     started = time.monotonic()
     _, stderr = waiter.communicate(timeout=30)
-    assert time.monotonic() - started < 2  # not another 3 s keyring wait
-    assert "did not answer within 3 s" in holder_stderr
+    assert time.monotonic() - started < 2  # not another 5 s keyring wait
+    assert "did not answer within 5 s" in holder_stderr
     assert_waiter_failed(
         Result(waiter.returncode, "", stderr), "could not get a session", "did not answer within"
     )
