@@ -59,6 +59,12 @@ def holders(aws: AwsHome, secret: str) -> list[Path]:
     return [path for path in aws.files_holding(secret) if path.name != "keyring_pass.cfg"]
 
 
+def add_keys(aws: AwsHome, profile: str, user: User, *extra: str) -> Result:
+    """`keys add` given the user's keys as two lines on stdin."""
+    keys = f"{user.access_key_id}\n{user.secret_access_key}\n"
+    return aws.run("keys", "add", "--profile", profile, *extra, input=keys)
+
+
 def session(aws: AwsHome, *extra: str, code: str | None = None) -> Result:
     args = ["credential-process", "--profile", "alice", *extra]
     if code is not None:
@@ -164,9 +170,7 @@ def fresh_profile(aws: AwsHome, name: str = "bob") -> tuple[User, Device]:
 def test_add_reads_two_lines_checks_them_and_stores_them(keyring: AwsHome) -> None:
     aws = keyring
     bob, device = fresh_profile(aws)
-    result = aws.run(
-        "keys", "add", "--profile", "bob", input=f"{bob.access_key_id}\n{bob.secret_access_key}\n"
-    )
+    result = add_keys(aws, "bob", bob)
     assert result.returncode == 0, result.stderr
     assert f"stored access key {bob.access_key_id} of {bob.arn}" in result.stdout
     assert [
@@ -182,14 +186,7 @@ def test_add_reads_two_lines_checks_them_and_stores_them(keyring: AwsHome) -> No
 def test_add_creates_the_profile_when_the_config_has_none(keyring: AwsHome) -> None:
     aws = keyring
     carol = aws.emulator.add_user("carol")
-    result = aws.run(
-        "keys",
-        "add",
-        "--profile",
-        "carol",
-        "--offline",
-        input=f"{carol.access_key_id}\n{carol.secret_access_key}\n",
-    )
+    result = add_keys(aws, "carol", carol, "--offline")
     assert result.returncode == 0, result.stderr
     assert "[profile carol]\nmfa_session_keys = keyring\n" in aws.config.read_text()
     assert aws.emulator.calls("GetCallerIdentity") == []  # --offline: no call
@@ -238,9 +235,7 @@ def test_add_refuses_a_profile_with_keys_in_a_file_or_borrowing_them(keyring: Aw
 
 def test_add_with_no_keyring_backend_stores_nothing(aws: AwsHome) -> None:
     bob, _ = fresh_profile(aws)
-    result = aws.run(
-        "keys", "add", "--profile", "bob", input=f"{bob.access_key_id}\n{bob.secret_access_key}\n"
-    )
+    result = add_keys(aws, "bob", bob)
     assert_clean_error(result, "no OS keyring is available", "pipx inject mfa-session keyring-pass")
     assert "mfa_session_keys" not in aws.config.read_text()
 
@@ -248,9 +243,7 @@ def test_add_with_no_keyring_backend_stores_nothing(aws: AwsHome) -> None:
 def test_add_when_the_backend_fails_mid_write(aws: AwsHome) -> None:
     aws.use_failing_keyring("RaisingOnWrite")
     bob, _ = fresh_profile(aws)
-    result = aws.run(
-        "keys", "add", "--profile", "bob", input=f"{bob.access_key_id}\n{bob.secret_access_key}\n"
-    )
+    result = add_keys(aws, "bob", bob)
     assert_clean_error(result, "RaisingOnWrite) failed: KeyringLocked", "[redacted]")
     assert bob.secret_access_key not in result.stderr
     assert "mfa_session_keys" not in aws.config.read_text()
@@ -544,13 +537,7 @@ def test_keys_and_seed_in_one_keyring_are_called_one_factor_either_way(
     assert seeded.returncode == 0, seeded.stderr
     assert "holds both factors" in seeded.stdout  # its report, where the rest of it goes
     assert aws.run("keys", "remove", "--profile", "alice", "--yes").returncode == 0
-    added = aws.run(
-        "keys",
-        "add",
-        "--profile",
-        "alice",
-        input=f"{aws.user.access_key_id}\n{aws.user.secret_access_key}\n",
-    )
+    added = add_keys(aws, "alice", aws.user)
     assert added.returncode == 0, added.stderr
     assert "holds both factors" in added.stdout
     assert_no_secrets(aws, seeded.stdout, seeded.stderr, added.stdout, added.stderr)
