@@ -205,11 +205,7 @@ def _store_unsettled(
     profile: str,
 ) -> MfaSessionError:
     """The store failed and the old key is not back in its place: nothing is deleted."""
-    kind: type[MfaSessionError] = IamError
-    if isinstance(failure, KeyboardInterrupt):
-        reason, kind = "interrupted", Interrupted
-    else:
-        reason = _reason(failure)
+    reason, kind = _why(failure, IamError)
     new = new_keys[0]
     if held == new_keys:  # whole: the secret too
         return kind(
@@ -227,21 +223,20 @@ def _store_unsettled(
     )
 
 
-def _reason(failure: BaseException) -> str:
+def _why(failure: BaseException, kind: type[MfaSessionError]) -> tuple[str, type[MfaSessionError]]:
+    """The words for what stopped a rotation, and the error to say it with (130 for ^C)."""
+    if isinstance(failure, KeyboardInterrupt):
+        return "interrupted", Interrupted
     if isinstance(failure, MfaSessionError):
-        return failure.message
-    return f"unexpected {type(failure).__name__}"
+        return failure.message, kind
+    return f"unexpected {type(failure).__name__}", kind
 
 
 def _rolled_back(
     failure: BaseException, iam: Iam, created: list[str], old: str, profile: str
 ) -> MfaSessionError:
     """Delete the new key again after a failure; the error says which keys exist now."""
-    kind: type[MfaSessionError]
-    if isinstance(failure, KeyboardInterrupt):
-        reason, kind = "interrupted", Interrupted
-    else:
-        reason, kind = _reason(failure), MfaSessionError
+    reason, kind = _why(failure, MfaSessionError)
     try:
         if created == ["?"]:  # the create's answer never came: a key may exist all the same
             created = [key.access_key_id for key in iam.access_keys() if key.access_key_id != old]
