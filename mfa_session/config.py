@@ -262,12 +262,7 @@ class AwsFiles:
     def __init__(self, environ: Mapping[str, str], keyring: KeyDirectory | None = None) -> None:
         self.environ = environ
         self._keyring = keyring
-        self.config_path = os.path.expanduser(environ.get("AWS_CONFIG_FILE") or "~/.aws/config")
-        self.credentials_path = os.path.expanduser(
-            environ.get(environment.CREDENTIALS_FILE)
-            or environ.get("AWS_SHARED_CREDENTIALS_FILE")
-            or "~/.aws/credentials"
-        )
+        self.config_path, self.credentials_path = environment.aws_files(environ)
         config, config_identity = _parse(self.config_path)
         credentials, credentials_identity = _parse(self.credentials_path)
         # What plan records are checked against: identities taken before each read.

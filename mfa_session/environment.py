@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os  # loaded at start-up already: free on the hit path (pathlib is not)
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -26,6 +28,18 @@ KEYRING_TIMEOUT = "MFA_SESSION_KEYRING_TIMEOUT"
 CREDENTIALS_FILE = "MFA_SESSION_CREDENTIALS_FILE"
 # The federation endpoint for console sign-in (`login`), instead of the partition's own.
 SIGNIN_URL = "MFA_SESSION_SIGNIN_URL"
+
+
+def aws_files(environ: Mapping[str, str]) -> tuple[str, str]:
+    """The config and credentials files mfa-session reads, for the hit and the full parse
+    alike: the SDKs' variables, except that CREDENTIALS_FILE wins for the credentials."""
+    config = environ.get("AWS_CONFIG_FILE") or "~/.aws/config"
+    credentials = (
+        environ.get(CREDENTIALS_FILE)
+        or environ.get("AWS_SHARED_CREDENTIALS_FILE")
+        or "~/.aws/credentials"
+    )
+    return os.path.expanduser(config), os.path.expanduser(credentials)
 
 
 def seconds(environ: Mapping[str, str], name: str, default: float, most: float = 3600) -> float:

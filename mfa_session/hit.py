@@ -80,12 +80,7 @@ def serve(arguments: Sequence[str], environ: Mapping[str, str], out: int = 1) ->
     from mfa_session.hardening import no_core_dumps
 
     no_core_dumps()
-    config = os.path.expanduser(environ.get("AWS_CONFIG_FILE") or "~/.aws/config")
-    credentials = os.path.expanduser(
-        environ.get(environment.CREDENTIALS_FILE)
-        or environ.get("AWS_SHARED_CREDENTIALS_FILE")
-        or "~/.aws/credentials"
-    )
+    config, credentials = environment.aws_files(environ)
     profile = options["--profile"]
     request = PlanRequest(
         config,
